@@ -1,0 +1,32 @@
+# Set-up and everyday commands. `make demo` and `make test` each do the whole set-up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast baseline clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install_system_deps.sh
+	scripts/install_system_deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[train,test]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/timbrescribe data render --preset smoke --out out/demo-data --seed 0
+
+test: setup
+	$(BIN)/python -m pytest -n 2 -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+baseline: setup
+	scripts/install_baseline.sh $(VENV)
+
+clean:
+	rm -rf $(VENV) out

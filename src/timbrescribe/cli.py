@@ -1,0 +1,64 @@
+"""The ``timbrescribe`` command line. Each subcommand lives in the module that does the work;
+modules are imported only when their subcommand runs, so ``transcribe`` never imports torch."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from timbrescribe.errors import UserError
+
+# (command words, module, one-line help). The module provides add_arguments(parser) and run(args) -> int.
+COMMANDS = [
+    (("data", "render"), "timbrescribe.data.commands", "render a synthetic multi-instrument dataset"),
+    (("evaluate",), "timbrescribe.evaluation.commands", "score predicted notes against a dataset"),
+    (("train", "agnostic"), "timbrescribe.training.commands", "train the timbre-agnostic note model"),
+    (("transcribe",), "timbrescribe.transcribe_command", "transcribe audio files to MIDI"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="timbrescribe",
+        description="Transcribe recordings of several instruments into MIDI, one track per instrument.",
+    )
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for words, module, help_text in COMMANDS:
+        sub = top
+        for depth, word in enumerate(words[:-1]):
+            key = " ".join(words[: depth + 1])
+            if key not in groups:
+                group_parser = sub.add_parser(word, help=f"{word} commands")
+                groups[key] = group_parser.add_subparsers(dest=f"{word}_command", metavar="COMMAND")
+                group_parser.set_defaults(_group_parser=group_parser)
+            sub = groups[key]
+        command_parser = sub.add_parser(words[-1], help=help_text, description=help_text)
+        command_parser.set_defaults(_module=module)
+        _lazy_arguments(module, command_parser)
+    return parser
+
+
+def _lazy_arguments(module: str, parser: argparse.ArgumentParser) -> None:
+    # Argument definitions are light; the heavy imports happen inside run().
+    importlib.import_module(module).add_arguments(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "_module"):
+        (getattr(args, "_group_parser", None) or parser).print_help()
+        return 2
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except UserError as err:
+        print(f"timbrescribe: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("timbrescribe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Fixed numbers of the signal chain (DESIGN.md §1–§2). Every module takes them from here."""
+
+SAMPLE_RATE = 22050
+HOP = 256
+FRAME_RATE = SAMPLE_RATE / HOP  # 86.13 frames per second
+
+BINS_PER_OCTAVE = 36
+N_OCTAVES = 8
+N_BINS = BINS_PER_OCTAVE * N_OCTAVES  # 288 CQT bins
+BINS_PER_SEMITONE = BINS_PER_OCTAVE // 12  # 3
+# C1 (MIDI 24, 32.7032 Hz) lowered by one third of a semitone, so that bin 3k+1 sits on MIDI 24+k.
+FMIN = 440.0 * 2.0 ** ((24 - 69) / 12) * 2.0 ** (-1 / BINS_PER_OCTAVE)
+
+MIDI_MIN = 24
+N_PITCHES = 84
+MIDI_MAX = MIDI_MIN + N_PITCHES - 1  # 107
+
+# Harmonic stacking shifts in bins: sub-octave and harmonics 1..7, round(36*log2(h)).
+HARMONIC_SHIFTS = (-36, 0, 36, 57, 72, 84, 93, 101)
+N_HARMONICS = len(HARMONIC_SHIFTS)
+N_STACKED_BINS = N_PITCHES * BINS_PER_SEMITONE  # 252
+
+# Smallest energy offset that stays non-zero in float32 browser runtimes (DESIGN.md §2).
+LOG_EPS = 1.01e-8
+
+
+def n_frames(n_samples: int) -> int:
+    """Frames the front end produces for ``n_samples`` samples: floor((N - 1) / HOP) + 1."""
+    if n_samples < 1:
+        raise ValueError(f"need at least one sample, got {n_samples}")
+    return (n_samples - 1) // HOP + 1
+
+
+def frame_to_time(frame: float) -> float:
+    """Start time in seconds of frame index ``frame`` (frame k is centred on sample k*HOP)."""
+    return frame * HOP / SAMPLE_RATE
+
+
+def time_to_frame(seconds: float) -> int:
+    """Nearest frame index to a time in seconds."""
+    return int(round(seconds * SAMPLE_RATE / HOP))

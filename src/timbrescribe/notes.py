@@ -1,0 +1,28 @@
+"""Notes and tracks: the common currency between decoder, clustering, data engine, evaluation, export."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Note:
+    """One note: times in seconds, MIDI pitch, MIDI velocity (1..127)."""
+
+    onset: float
+    offset: float
+    pitch: int
+    velocity: int = 100
+
+    def __post_init__(self):
+        if not self.offset > self.onset:
+            raise ValueError(f"note offset {self.offset} must be after onset {self.onset}")
+
+
+@dataclass
+class Track:
+    """Notes of one instrument (or one cluster of notes)."""
+
+    name: str
+    notes: list[Note] = field(default_factory=list)
+    program: int = 0
+    is_drum: bool = False

@@ -1,0 +1,101 @@
+"""Audio loading: formats, down-mix, resampling, and a clear error for each kind of bad input."""
+import numpy as np
+import pytest
+import soundfile
+
+from timbrescribe.audio import AudioError, load_audio, prepare_audio
+from timbrescribe.constants import SAMPLE_RATE
+from timbrescribe.errors import UserError
+
+
+def _tone(sr, seconds=1.0, freq=440.0, channels=1):
+    t = np.arange(int(sr * seconds)) / sr
+    mono = 0.5 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    return np.stack([mono] * channels, axis=1) if channels > 1 else mono
+
+
+def _peak_frequency(x, sr):
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return np.argmax(spectrum) * sr / len(x)
+
+
+@pytest.mark.parametrize("fmt,ext", [("WAV", ".wav"), ("FLAC", ".flac"), ("OGG", ".ogg"), ("MP3", ".mp3")])
+def test_formats_load_as_mono_22050(tmp_path, fmt, ext):
+    path = tmp_path / f"tone{ext}"
+    soundfile.write(str(path), _tone(44100, channels=2), 44100, format=fmt)
+    audio = load_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    # Lossy codecs add/trim a few ms of padding; the length must still be about one second.
+    assert abs(len(audio) - SAMPLE_RATE) < 0.06 * SAMPLE_RATE
+    assert abs(_peak_frequency(audio, SAMPLE_RATE) - 440.0) < 2.0
+
+
+def test_resampling_keeps_pitch_and_level():
+    audio = prepare_audio(_tone(48000, seconds=2.0, freq=1000.0), 48000)
+    assert len(audio) == 2 * SAMPLE_RATE
+    assert abs(_peak_frequency(audio, SAMPLE_RATE) - 1000.0) < 1.0
+    middle = audio[SAMPLE_RATE // 2 : -SAMPLE_RATE // 2]
+    assert np.sqrt(np.mean(middle**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+
+
+def test_downmix_averages_channels():
+    left = _tone(SAMPLE_RATE)
+    stereo = np.stack([left, np.zeros_like(left)], axis=1)
+    np.testing.assert_allclose(prepare_audio(stereo, SAMPLE_RATE), left / 2, atol=1e-7)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        load_audio(tmp_path / "nope.wav")
+
+
+def test_directory_is_not_audio(tmp_path):
+    with pytest.raises(AudioError, match="is a directory"):
+        load_audio(tmp_path)
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "fake.wav"
+    path.write_text("this is not audio")
+    with pytest.raises(AudioError, match="cannot read as audio"):
+        load_audio(path)
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "cut.flac"
+    soundfile.write(str(path), _tone(SAMPLE_RATE), SAMPLE_RATE)
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(AudioError):
+        load_audio(path)
+
+
+def test_zero_length_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    soundfile.write(str(path), np.zeros(0, np.float32), SAMPLE_RATE)
+    with pytest.raises(AudioError, match="empty"):
+        load_audio(path)
+
+
+def test_shorter_than_one_frame(tmp_path):
+    path = tmp_path / "click.wav"
+    soundfile.write(str(path), np.ones(100, np.float32) * 0.1, SAMPLE_RATE)
+    with pytest.raises(AudioError, match="too short"):
+        load_audio(path)
+
+
+def test_non_finite_samples():
+    samples = _tone(SAMPLE_RATE)
+    samples[100] = np.nan
+    with pytest.raises(AudioError, match="non-finite"):
+        prepare_audio(samples, SAMPLE_RATE)
+
+
+def test_bad_sample_rate_and_errors_are_user_errors():
+    with pytest.raises(UserError, match="sample rate"):
+        prepare_audio(_tone(SAMPLE_RATE), 0)
+
+
+def test_silence_is_valid_audio():
+    silence = prepare_audio(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    assert silence.shape == (SAMPLE_RATE,) and not silence.any()
+

@@ -1,0 +1,87 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from timbrescribe.training.losses import (
+    FRAME_ALPHA,
+    ONSET_ALPHA,
+    agnostic_targets,
+    focal_loss,
+    note_losses,
+)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_focal_loss_matches_hand_computation():
+    logits = [0.0, 2.0, -1.0, 3.0]
+    targets = [1.0, 0.0, 1.0, 1.0]
+    alpha = 0.25
+    expected = []
+    for x, y in zip(logits, targets):
+        p = _sigmoid(x)
+        if y == 1.0:
+            expected.append(-alpha * (1 - p) * math.log(p))
+        else:
+            expected.append(-(1 - alpha) * p * math.log(1 - p))
+    loss = focal_loss(torch.tensor(logits), torch.tensor(targets), alpha=alpha, gamma=1.0)
+    assert loss.item() == pytest.approx(sum(expected) / len(expected), rel=1e-6)
+    # spot-check one term by value: x=0, y=1 gives alpha * 0.5 * ln 2
+    single = focal_loss(torch.tensor([0.0]), torch.tensor([1.0]), alpha=alpha)
+    assert single.item() == pytest.approx(0.25 * 0.5 * math.log(2.0), rel=1e-6)
+
+
+def test_gamma_zero_is_alpha_weighted_bce():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 84, 20) * 4
+    targets = (torch.rand(3, 84, 20) < 0.1).float()
+    alpha = 0.2
+    weights = alpha * targets + (1 - alpha) * (1 - targets)
+    bce = F.binary_cross_entropy_with_logits(logits, targets, weight=weights)
+    assert focal_loss(logits, targets, alpha=alpha, gamma=0.0).item() == pytest.approx(bce.item(), rel=1e-5)
+
+
+def test_focal_loss_downweights_easy_examples():
+    easy = focal_loss(torch.tensor([4.0]), torch.tensor([1.0]), alpha=0.5, gamma=1.0)
+    easy_bce = focal_loss(torch.tensor([4.0]), torch.tensor([1.0]), alpha=0.5, gamma=0.0)
+    assert easy.item() < 0.05 * easy_bce.item()
+
+
+def test_gradients_finite_for_extreme_logits():
+    logits = torch.tensor([50.0, -50.0, 50.0, -50.0], requires_grad=True)
+    targets = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    loss = focal_loss(logits, targets, alpha=0.2)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(logits.grad).all()
+    # the two confidently wrong cells cost ~alpha*50 and (1-alpha)*50; the right ones ~0
+    assert loss.item() == pytest.approx((0.2 * 50 + 0.8 * 50) / 4, rel=1e-4)
+    # wrong cells push back with full strength, right ones are left alone
+    assert logits.grad[2].item() > 0 and logits.grad[3].item() < 0
+    assert abs(logits.grad[0].item()) < 1e-12 and abs(logits.grad[1].item()) < 1e-12
+
+
+def test_agnostic_targets_take_max_over_present_parts():
+    per_part = torch.zeros(1, 3, 84, 5)
+    per_part[0, 0, 10, 1] = 1.0
+    per_part[0, 1, 20, 2] = 1.0
+    per_part[0, 2, 30, 3] = 1.0  # this part is masked out (padding)
+    mask = torch.tensor([[True, True, False]])
+    merged = agnostic_targets(per_part, mask)
+    assert merged.shape == (1, 84, 5)
+    assert merged[0, 10, 1] == 1.0 and merged[0, 20, 2] == 1.0
+    assert merged[0, 30, 3] == 0.0
+    assert merged.sum() == 2.0
+
+
+def test_note_losses_use_head_specific_alphas():
+    logits = torch.zeros(1, 84, 4)
+    target = torch.ones(1, 84, 4)
+    losses = note_losses(logits, logits, target, target)
+    assert losses["onset"].item() == pytest.approx(ONSET_ALPHA * 0.5 * math.log(2.0), rel=1e-6)
+    assert losses["frame"].item() == pytest.approx(FRAME_ALPHA * 0.5 * math.log(2.0), rel=1e-6)
+    assert losses["total"].item() == pytest.approx(losses["onset"].item() + losses["frame"].item())
