@@ -1,0 +1,170 @@
+"""Writers for transcribed tracks: MIDI, JSON, CSV and a piano-roll picture.
+
+Every writer is atomic: it writes to a hidden temporary file beside the target and moves it into
+place only when complete, so a failure never leaves a half-written file behind.
+
+Stable note fields (JSON keys and CSV columns): ``track`` (track name), ``onset`` and ``offset``
+(seconds, rounded to microseconds), ``pitch`` (MIDI number), ``velocity`` (MIDI 1..127).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from timbrescribe.constants import FRAME_RATE, MIDI_MIN, N_PITCHES
+from timbrescribe.notes import Note, Track
+
+CSV_COLUMNS = ("track", "onset", "offset", "pitch", "velocity")
+JSON_FORMAT = "timbrescribe-notes"
+JSON_VERSION = 1
+MIDI_RESOLUTION = 480  # ticks per quarter note: 1.04 ms per tick at 120 bpm
+TIME_DECIMALS = 6
+BACKGROUND_ALPHA = 0.6  # full activation shows mid-grey, so note colours stay readable over it
+NOTE_ALPHA = 0.75
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary path in the directory of ``path``; when the block succeeds the
+    temporary file replaces ``path``, when it fails the temporary file is removed."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def sorted_notes(notes: list[Note]) -> list[Note]:
+    """Notes in time order (ties by pitch), the order every writer uses."""
+    return sorted(notes, key=lambda note: (note.onset, note.pitch, note.offset))
+
+
+def _note_record(track: Track, note: Note) -> dict:
+    return {
+        "track": track.name,
+        "onset": round(note.onset, TIME_DECIMALS),
+        "offset": round(note.offset, TIME_DECIMALS),
+        "pitch": int(note.pitch),
+        "velocity": int(note.velocity),
+    }
+
+
+def write_midi(tracks: list[Track], path: str | os.PathLike, tempo: float = 120.0) -> None:
+    """Write a multi-track MIDI file: one instrument per track, with the track's name and program."""
+    import pretty_midi
+
+    if not tempo > 0:
+        raise ValueError(f"tempo must be positive, got {tempo}")
+    midi = pretty_midi.PrettyMIDI(resolution=MIDI_RESOLUTION, initial_tempo=float(tempo))
+    for track in tracks:
+        instrument = pretty_midi.Instrument(program=track.program, is_drum=track.is_drum, name=track.name)
+        instrument.notes = [
+            pretty_midi.Note(velocity=int(note.velocity), pitch=int(note.pitch), start=note.onset, end=note.offset)
+            for note in sorted_notes(track.notes)
+        ]
+        midi.instruments.append(instrument)
+    with atomic_path(path) as temporary:
+        midi.write(str(temporary))
+
+
+def write_json(tracks: list[Track], path: str | os.PathLike) -> None:
+    """Write the tracks as JSON: ``{"format", "version", "tracks": [{"name", "program", "is_drum",
+    "notes": [{"track", "onset", "offset", "pitch", "velocity"}, ...]}, ...]}``."""
+    document = {
+        "format": JSON_FORMAT,
+        "version": JSON_VERSION,
+        "tracks": [
+            {
+                "name": track.name,
+                "program": int(track.program),
+                "is_drum": bool(track.is_drum),
+                "notes": [_note_record(track, note) for note in sorted_notes(track.notes)],
+            }
+            for track in tracks
+        ],
+    }
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1)
+            handle.write("\n")
+
+
+def write_csv(tracks: list[Track], path: str | os.PathLike) -> None:
+    """Write one row per note with the columns ``CSV_COLUMNS``, track by track, notes in time order."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            for track in tracks:
+                writer.writerows(_note_record(track, note) for note in sorted_notes(track.notes))
+
+
+def write_piano_roll_png(
+    tracks: list[Track], path: str | os.PathLike, spectrogram: np.ndarray | None = None
+) -> None:
+    """Draw the notes as a piano roll (one colour per track) and save it as PNG.
+
+    ``spectrogram`` is an optional (84, T) background on the model's frame grid, one row per
+    pitch from MIDI 24, values in [0, 1] (e.g. the frame activations), drawn in grey under the notes.
+    """
+    import pretty_midi
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    all_notes = [note for track in tracks for note in track.notes]
+    duration = max((note.offset for note in all_notes), default=0.0)
+    if spectrogram is not None:
+        spectrogram = np.asarray(spectrogram)
+        if spectrogram.ndim != 2 or spectrogram.shape[0] != N_PITCHES:
+            raise ValueError(f"spectrogram must have shape ({N_PITCHES}, T), got {spectrogram.shape}")
+        duration = max(duration, spectrogram.shape[1] / FRAME_RATE)
+    duration = max(duration, 1.0)
+
+    figure = Figure(figsize=(min(max(8.0, 4.0 + duration / 4.0), 30.0), 6.0), dpi=100)
+    FigureCanvasAgg(figure)  # render with Agg explicitly: no display needed
+    axes = figure.add_subplot()
+    if spectrogram is not None:
+        axes.imshow(
+            spectrogram, origin="lower", aspect="auto", cmap="Greys", vmin=0.0, vmax=1.0,
+            interpolation="nearest", alpha=BACKGROUND_ALPHA,
+            extent=(0.0, spectrogram.shape[1] / FRAME_RATE, MIDI_MIN - 0.5, MIDI_MIN + N_PITCHES - 0.5),
+        )
+    palette = colormaps["tab10"]
+    for index, track in enumerate(tracks):
+        if not track.notes:
+            continue
+        axes.barh(
+            [note.pitch for note in track.notes],
+            [note.offset - note.onset for note in track.notes],
+            left=[note.onset for note in track.notes],
+            height=0.8, color=palette(index % palette.N), alpha=NOTE_ALPHA, edgecolor="black", linewidth=0.3,
+            label=f"{track.name} ({len(track.notes)})",
+        )
+    if all_notes:
+        low = min(note.pitch for note in all_notes) - 3
+        high = max(note.pitch for note in all_notes) + 3
+        axes.legend(loc="upper right", fontsize="small")
+    else:
+        low, high = MIDI_MIN, MIDI_MIN + N_PITCHES - 1
+    axes.set_ylim(low - 0.5, high + 0.5)
+    axes.set_xlim(0.0, duration)
+    labelled_classes = (0,) if high - low > 24 else (0, 4, 7)  # C only, or C, E, G when zoomed in
+    labelled = [pitch for pitch in range(low, high + 1) if pitch % 12 in labelled_classes]
+    axes.set_yticks(labelled, [pretty_midi.note_number_to_name(pitch) for pitch in labelled])
+    axes.grid(axis="y", color="tab:blue", alpha=0.15)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("pitch")
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
