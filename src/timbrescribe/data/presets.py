@@ -1,0 +1,97 @@
+"""Named recipes for synthetic datasets: which soundfonts, how many parts, where the music comes
+from, how long each example is and how it is augmented."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from timbrescribe.data.augment import AugmentConfig
+from timbrescribe.data.instruments import TRAIN_SOUNDFONTS, VALIDATION_SOUNDFONT
+from timbrescribe.errors import UserError
+
+# Training soundfonts that load in about a second (MuseScore's sf3 decodes for several seconds).
+QUICK_SOUNDFONTS = tuple(name for name in TRAIN_SOUNDFONTS if name != "musescore")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One dataset recipe. ``part_counts[i]`` parts are drawn with weight ``part_weights[i]``."""
+
+    name: str
+    description: str
+    soundfonts: tuple[str, ...]
+    part_counts: tuple[int, ...]
+    part_weights: tuple[float, ...]
+    score_fraction: float  # share of examples whose music comes from real scores
+    same_family_prob: float  # chance that a mixture holds two programs of one family
+    example_s: tuple[float, float]  # example length range in seconds
+    default_hours: float  # dataset size when --hours is not given
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def mean_example_s(self) -> float:
+        return 0.5 * (self.example_s[0] + self.example_s[1])
+
+    def count_for_hours(self, hours: float | None = None) -> int:
+        """Number of examples that make about ``hours`` (default: default_hours) of audio, >= 1."""
+        hours = self.default_hours if hours is None else hours
+        return max(1, int(round(hours * 3600.0 / self.mean_example_s)))
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            name="smoke",
+            description="a handful of 3-4 s examples, 1-3 parts, for tests (seconds to render)",
+            soundfonts=QUICK_SOUNDFONTS,
+            part_counts=(1, 2, 3),
+            part_weights=(1.0, 1.0, 1.0),
+            score_fraction=0.0,
+            same_family_prob=0.25,
+            example_s=(3.0, 4.0),
+            default_hours=6 * 3.5 / 3600,
+        ),
+        Preset(
+            name="train-agnostic",
+            description="single-instrument clips and 2-4 part mixtures, composer and real scores, "
+            "all training soundfonts",
+            soundfonts=TRAIN_SOUNDFONTS,
+            part_counts=(1, 2, 3, 4),
+            part_weights=(0.3, 0.25, 0.25, 0.2),
+            score_fraction=0.3,
+            same_family_prob=0.25,
+            example_s=(10.0, 20.0),
+            default_hours=2.0,
+        ),
+        Preset(
+            name="train-mix",
+            description="mixtures of 2-4 parts (same-family pairs included) for timbre separation",
+            soundfonts=TRAIN_SOUNDFONTS,
+            part_counts=(2, 3, 4),
+            part_weights=(1.0, 1.0, 1.0),
+            score_fraction=0.3,
+            same_family_prob=0.4,
+            example_s=(10.0, 20.0),
+            default_hours=2.0,
+        ),
+        Preset(
+            name="val",
+            description=f"held-out soundfont ({VALIDATION_SOUNDFONT}) only, 1-4 parts, composer and "
+            "real scores",
+            soundfonts=(VALIDATION_SOUNDFONT,),
+            part_counts=(1, 2, 3, 4),
+            part_weights=(1.0, 1.0, 1.0, 1.0),
+            score_fraction=0.3,
+            same_family_prob=0.25,
+            example_s=(15.0, 15.0),
+            default_hours=0.25,
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; UserError listing the presets otherwise."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
