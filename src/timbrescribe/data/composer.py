@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from timbrescribe.constants import MIDI_MIN
+from timbrescribe.data.expression import MIN_NOTE_S
 from timbrescribe.data.instruments import family_of, instrument_name, max_polyphony, pitch_range
 from timbrescribe.data.types import Part, Piece
 from timbrescribe.notes import Note
-
-MIN_NOTE_S = 0.05  # shorter notes (cut by the piece end or by a later note) are dropped
 
 
 @dataclass
@@ -111,6 +110,16 @@ def _chord(
     return chord
 
 
+@dataclass
+class _OpenNote:
+    """A note being written; its offset may still be cut short."""
+
+    onset: float
+    offset: float
+    pitch: int
+    velocity: int
+
+
 def _compose_part(
     rng: np.random.Generator,
     program: int,
@@ -123,8 +132,8 @@ def _compose_part(
     if config.max_polyphony is not None:
         polyphony = max(1, min(polyphony, config.max_polyphony))
     level = rng.uniform(*config.velocity_range)
-    sounding: list[list] = []  # [onset, offset, pitch, velocity] of notes still open
-    finished: list[list] = []
+    sounding: list[_OpenNote] = []
+    finished: list[_OpenNote] = []
     previous = None
     for index, (onset, length) in enumerate(rhythm):
         if previous is not None and rng.random() < config.step_prob:
@@ -141,26 +150,26 @@ def _compose_part(
             offset = min(offset, rhythm[index + 1][0])
         # Close notes that ended, share a pitch with the new chord, or exceed the polyphony.
         still = []
-        for note in sorted(sounding, key=lambda n: n[1]):
-            if note[1] <= onset or note[2] in chord:
-                note[1] = min(note[1], onset)
+        for note in sorted(sounding, key=lambda n: n.offset):
+            if note.offset <= onset or note.pitch in chord:
+                note.offset = min(note.offset, onset)
                 finished.append(note)
             else:
                 still.append(note)
         while len(still) + len(chord) > polyphony:
-            note = still.pop(0)
-            note[1] = onset
+            note = still.pop(0)  # the one ending first
+            note.offset = onset
             finished.append(note)
         for pitch in chord:
             velocity = np.clip(rng.normal(level, config.velocity_std), 1, 127)
-            still.append([onset, offset, pitch, int(round(velocity))])
+            still.append(_OpenNote(onset, offset, pitch, int(round(velocity))))
         sounding = still
-    finished += sounding
     notes = [
-        Note(onset, offset, pitch, velocity)
-        for onset, offset, pitch, velocity in sorted(finished)
-        if offset - onset >= MIN_NOTE_S
+        Note(n.onset, n.offset, n.pitch, n.velocity)
+        for n in finished + sounding
+        if n.offset - n.onset >= MIN_NOTE_S
     ]
+    notes.sort(key=lambda n: (n.onset, n.pitch))
     return Part(notes, name=instrument_name(program), program=program, family=family_of(program))
 
 

@@ -107,9 +107,6 @@ if (_merlin := _merlin_soundfont()) is not None:
 VALIDATION_SOUNDFONT = "timgm6mb"
 TRAIN_SOUNDFONTS: tuple[str, ...] = tuple(n for n in SOUNDFONTS if n != VALIDATION_SOUNDFONT)
 
-PROGRAMS: tuple[int, ...] = tuple(sorted(_RANGES))
-
-
 def _check_program(program: int) -> None:
     if program not in _RANGES:
         raise ValueError(f"GM program {program} is not one the data engine plays")

@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+
+from timbrescribe.constants import MIDI_MAX, MIDI_MIN
+from timbrescribe.data.composer import ComposerConfig, compose
+from timbrescribe.data.instruments import (
+    FAMILIES,
+    choose_programs,
+    family_of,
+    instrument_name,
+    max_polyphony,
+    pitch_range,
+)
+
+
+def _max_simultaneous(notes):
+    events = sorted([(n.onset, 1) for n in notes] + [(n.offset, -1) for n in notes],
+                    key=lambda e: (e[0], e[1]))
+    level = peak = 0
+    for _, change in events:
+        level += change
+        peak = max(peak, level)
+    return peak
+
+
+@pytest.fixture(scope="module")
+def pieces():
+    rng = np.random.default_rng(1234)
+    return [compose(rng, choose_programs(rng, int(rng.integers(2, 5))), 8.0) for _ in range(300)]
+
+
+def test_every_pitch_is_covered(pieces):
+    seen = {n.pitch for piece in pieces for part in piece.parts for n in part.notes}
+    assert seen == set(range(MIDI_MIN, MIDI_MAX + 1))
+
+
+def test_parts_respect_program_range_time_and_metadata(pieces):
+    for piece in pieces:
+        assert piece.duration <= 8.0
+        for part in piece.parts:
+            low, high = pitch_range(part.program)
+            assert part.family == family_of(part.program)
+            assert part.name == instrument_name(part.program)
+            for note in part.notes:
+                assert low <= note.pitch <= high
+                assert 0.0 <= note.onset < note.offset <= 8.0
+                assert 1 <= note.velocity <= 127
+
+
+def test_polyphony_limits_and_no_same_pitch_overlap(pieces):
+    for piece in pieces:
+        for part in piece.parts:
+            assert _max_simultaneous(part.notes) <= max_polyphony(part.program)
+            by_pitch = {}
+            for note in part.notes:
+                by_pitch.setdefault(note.pitch, []).append(note)
+            for notes in by_pitch.values():
+                notes.sort(key=lambda n: n.onset)
+                assert all(a.offset <= b.onset for a, b in zip(notes, notes[1:]))
+
+
+def test_monophonic_parts_never_overlap(pieces):
+    mono = [part for piece in pieces for part in piece.parts if max_polyphony(part.program) == 1]
+    assert len(mono) > 50
+    for part in mono:
+        assert all(a.offset <= b.onset for a, b in zip(part.notes, part.notes[1:]))
+
+
+def test_chords_and_steps_occur(pieces):
+    poly = [p for piece in pieces for p in piece.parts if max_polyphony(p.program) > 1]
+    chord_onsets = sum(
+        len(p.notes) - len({n.onset for n in p.notes}) for p in poly
+    )
+    assert chord_onsets > 100
+    mono = [p for piece in pieces for p in piece.parts if max_polyphony(p.program) == 1]
+    steps = np.concatenate([np.abs(np.diff([n.pitch for n in p.notes])) for p in mono])
+    assert np.mean((steps >= 1) & (steps <= 5)) > 0.4
+
+
+def test_duration_and_gap_statistics():
+    config = ComposerConfig(rest_prob=0.0, tempo_scale_range=(1.0, 1.0), chord_prob=0.0,
+                            shared_rhythm_prob=0.0)
+    rng = np.random.default_rng(7)
+    piano = 0
+    durations, gaps = [], []
+    for _ in range(40):
+        notes = compose(rng, [piano], 20.0, config).parts[0].notes
+        onsets = np.array([n.onset for n in notes])
+        gaps += list(np.diff(onsets))
+        durations += [n.offset - n.onset for n in notes[:-1]]
+    gaps, durations = np.array(gaps), np.array(durations)
+    assert gaps.min() >= config.gap_min - 1e-9
+    assert gaps.max() <= config.gap_max + 1e-9
+    assert abs(np.mean(gaps) - config.gap_mean) < 0.08
+    assert durations.min() >= 0.05
+    assert durations.max() <= config.duration_max + 1e-9
+    # Polyphony trimming only shortens notes, so the mean can sit below the configured one.
+    assert 0.2 < np.mean(durations) <= config.duration_mean + 0.1
+
+
+def test_determinism_from_seed():
+    programs = [40, 41, 0]
+    a = compose(np.random.default_rng(99), programs, 6.0)
+    b = compose(np.random.default_rng(99), programs, 6.0)
+    c = compose(np.random.default_rng(100), programs, 6.0)
+    assert [p.notes for p in a.parts] == [p.notes for p in b.parts]
+    assert [p.notes for p in a.parts] != [p.notes for p in c.parts]
+
+
+def test_config_caps_polyphony_and_low_octave_weights_shift_register():
+    rng = np.random.default_rng(3)
+    mono = ComposerConfig(max_polyphony=1)
+    for _ in range(20):
+        part = compose(rng, [0], 10.0, mono).parts[0]
+        assert _max_simultaneous(part.notes) == 1
+    low_heavy = ComposerConfig(octave_weights=(10, 10, 1, 0.1, 0.1, 0.1, 0.1), step_prob=0.0)
+    parts = [compose(rng, [0], 10.0, low_heavy).parts[0] for _ in range(20)]
+    pitches = [n.pitch for part in parts for n in part.notes]
+    assert np.median(pitches) < 48
+
+
+def test_rejects_bad_duration_and_every_family_composes():
+    with pytest.raises(ValueError):
+        compose(np.random.default_rng(0), [0], 0.0)
+    rng = np.random.default_rng(11)
+    for programs in FAMILIES.values():
+        piece = compose(rng, list(programs[:2]), 5.0)
+        assert all(part.notes for part in piece.parts)
