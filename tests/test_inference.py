@@ -1,0 +1,182 @@
+"""ONNX export and chunked onnxruntime inference of the agnostic model.
+
+Exporting takes 20-40 s on the shared CPUs, so the tests that need an exported model are slow.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from timbrescribe.constants import HOP, N_PITCHES, SAMPLE_RATE, n_frames
+from timbrescribe.errors import UserError
+from timbrescribe.export import export_agnostic_onnx
+from timbrescribe.inference import (
+    CONTEXT_FRAMES,
+    AgnosticSession,
+    ModelNotFoundError,
+    chunk_spans,
+    energy_model_path,
+)
+from timbrescribe.model import AgnosticModel
+
+
+def _music(seconds: float, seed: int = 7) -> np.ndarray:
+    """Harmonic tones (5 decaying partials, attack and release) at random onsets, plus noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    audio = 0.003 * rng.standard_normal(n)
+    for onset in np.sort(rng.uniform(0, seconds - 0.5, size=int(3 * seconds))):
+        start, length = int(onset * SAMPLE_RATE), int(rng.uniform(0.15, 1.5) * SAMPLE_RATE)
+        t = np.arange(min(length, n - start)) / SAMPLE_RATE
+        freq = 440.0 * 2.0 ** ((rng.integers(28, 100) - 69) / 12)
+        tone = sum(np.sin(2 * np.pi * h * freq * t) / h**1.5 for h in range(1, 6) if h * freq < 10000)
+        envelope = np.minimum(t / 0.01, 1.0) * np.exp(-2.0 * t) * np.minimum((t[-1] - t) / 0.05, 1.0)
+        audio[start : start + len(t)] += rng.uniform(0.05, 0.3) * envelope * tone
+    return audio.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(11)
+    model = AgnosticModel()
+    with torch.no_grad():  # a non-trivial BN state, as after training
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    model.train()
+    path = tmp_path_factory.mktemp("model") / "agnostic.onnx"
+    paths = export_agnostic_onnx(model, path)
+    assert model.training  # mode restored
+    return model.eval(), paths
+
+
+@pytest.fixture(scope="module")
+def session(exported):
+    return AgnosticSession(exported[1][0], threads=1)
+
+
+@pytest.mark.slow
+def test_export_writes_two_checked_graphs_and_no_leftovers(exported):
+    network_path, energy_path = exported[1]
+    assert energy_path == energy_model_path(network_path) == network_path.with_name("agnostic.energy.onnx")
+    assert sorted(p.name for p in network_path.parent.iterdir()) == ["agnostic.energy.onnx", "agnostic.onnx"]
+    for path, inputs, outputs in (
+        (network_path, ["audio", "energy_moments"], ["onset", "frame"]),
+        (energy_path, ["audio"], ["energy"]),
+    ):
+        proto = onnx.load(str(path))
+        onnx.checker.check_model(proto)
+        assert [i.name for i in proto.graph.input] == inputs
+        assert [o.name for o in proto.graph.output] == outputs
+
+
+@pytest.mark.slow
+def test_onnxruntime_matches_torch(exported, session):
+    model = exported[0]
+    audio = _music(8.0, seed=1)
+    onset, frame = session.activations(audio)
+    with torch.no_grad():
+        torch_onset, torch_frame = model(torch.from_numpy(audio)[None])
+    # Same float32 graph, different kernels and summation order: probabilities agree to ~1e-6.
+    np.testing.assert_allclose(onset, torch_onset[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(frame, torch_frame[0].numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_chunked_activations_equal_whole_file(session):
+    audio = _music(60.0)
+    whole_onset, whole_frame = session.activations(audio, chunk_seconds=120.0)
+    assert whole_onset.shape == whole_frame.shape == (N_PITCHES, n_frames(len(audio)))
+    assert whole_onset.dtype == whole_frame.dtype == np.float32
+    for chunk_seconds in (1.5, 7.3, 25.0):
+        onset, frame = session.activations(audio, chunk_seconds=chunk_seconds)
+        # The context covers the whole receptive field, so only float rounding may differ.
+        np.testing.assert_allclose(onset, whole_onset, atol=1e-5)
+        np.testing.assert_allclose(frame, whole_frame, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_file_statistic_is_used_for_every_chunk(session):
+    # A quiet first half and a loud second half: with per-chunk statistics the quiet half would
+    # be normalised up to the loud half's level and its activations would change.
+    audio = _music(20.0, seed=3)
+    audio[: len(audio) // 2] *= 0.05
+    whole = session.activations(audio, chunk_seconds=60.0)[1]
+    chunked = session.activations(audio, chunk_seconds=4.0)[1]
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [1, 256, 257, 5000])
+def test_short_inputs(session, n):
+    onset, frame = session.activations(np.full(n, 0.1, dtype=np.float32))
+    assert onset.shape == frame.shape == (N_PITCHES, n_frames(n))
+    assert np.isfinite(onset).all() and np.isfinite(frame).all()
+
+
+@pytest.mark.slow
+def test_progress_reports_both_passes(session):
+    calls = []
+    audio = _music(6.0)[: 3 * 172 * HOP]  # 2 s chunks are 172 frames: exactly 3 chunks
+    session.activations(audio, chunk_seconds=2.0, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(k, 6) for k in range(1, 7)]
+
+
+@pytest.mark.slow
+def test_network_graph_accepts_a_batch(exported, session):
+    audio = np.stack([_music(2.0, seed=s) for s in (1, 2)])
+    moments = np.array([[100.0, 5.0, 1.0], [100.0, 50.0, 30.0]], dtype=np.float32)
+    onset, frame = session.network.run(None, {"audio": audio, "energy_moments": moments})
+    assert onset.shape == frame.shape == (2, N_PITCHES, n_frames(audio.shape[1]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "audio", [np.zeros((2, 100)), np.zeros(0), np.array([0.0, np.nan])], ids=["stereo", "empty", "nan"]
+)
+def test_bad_audio_is_a_user_error(session, audio):
+    with pytest.raises(UserError):
+        session.activations(audio)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="model file not found: .*nothing.onnx"):
+        AgnosticSession(tmp_path / "nothing.onnx")
+    (tmp_path / "only.onnx").write_bytes(b"")  # the energy graph beside it is missing
+    with pytest.raises(UserError, match="only.energy.onnx"):
+        AgnosticSession(tmp_path / "only.onnx")
+
+
+def test_chunk_spans_tile_the_file_with_context():
+    for total, size in ((1, 5), (10, 3), (1000, 250), (1001, 97)):
+        spans = list(chunk_spans(total, size))
+        assert [s[2] for s in spans] == list(range(0, total, size))
+        assert spans[-1][3] == total
+        for first, end, keep_first, keep_end in spans:
+            assert first == max(0, keep_first - CONTEXT_FRAMES)
+            assert end == min(total, keep_end + CONTEXT_FRAMES)
+
+
+@pytest.mark.slow
+def test_inference_runs_without_torch_and_in_bounded_memory(exported):
+    # A 10-minute file in a fresh interpreter: torch is never imported and the peak RSS stays low.
+    script = f"""
+import sys
+import numpy as np
+from timbrescribe.inference import AgnosticSession
+audio = np.random.default_rng(0).standard_normal(600 * 22050, dtype=np.float32)
+audio *= 0.1
+onset, frame = AgnosticSession({str(exported[1][0])!r}, threads=1).activations(audio)
+assert onset.shape == (84, 51680), onset.shape
+assert "torch" not in sys.modules
+# VmHWM (peak RSS of this address space); ru_maxrss would include the forked pytest process.
+status = open("/proc/self/status").read()
+print(int(status.split("VmHWM:")[1].split()[0]) // 1024)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) < 400  # MB; measured ≈ 230 with 53 MB of it the audio

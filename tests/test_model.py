@@ -1,0 +1,117 @@
+"""The note branch and the agnostic model: size, shapes, gradients, pitch alignment, checkpoints."""
+import numpy as np
+import pytest
+import torch
+
+from timbrescribe.constants import N_HARMONICS, N_PITCHES, N_STACKED_BINS, n_frames
+from timbrescribe.errors import UserError
+from timbrescribe.frontend import frame_energy, log_scale
+from timbrescribe.model import AgnosticModel, NoteBranch, count_trainable_parameters, load_agnostic_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return AgnosticModel()
+
+
+def _audio(batch: int, n: int, seed: int = 0) -> torch.Tensor:
+    return 0.1 * torch.randn(batch, n, generator=torch.Generator().manual_seed(seed))
+
+
+def test_trainable_parameter_count(model):
+    # note branch 18,968 (convolutions before batch norm carry no bias) + scalar affine k, b
+    assert count_trainable_parameters(model.note_branch) == 18968
+    assert count_trainable_parameters(model) == 18970 <= 20000
+
+
+def test_cqt_kernels_are_buffers_not_parameters(model):
+    buffers = dict(model.named_buffers())
+    assert "frontend.cqt.kernels" in buffers and "frontend.cqt.lowpass" in buffers
+    assert not any(name.startswith("frontend") for name, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("n", [1, 257, 22050, 30001])
+def test_output_shapes(model, n):
+    model.eval()
+    with torch.no_grad():
+        onset, frame = model(_audio(2, n))
+    assert onset.shape == frame.shape == (2, N_PITCHES, n_frames(n))
+    assert ((onset >= 0) & (onset <= 1)).all() and ((frame >= 0) & (frame <= 1)).all()
+
+
+def test_backward_gives_finite_gradients_for_every_parameter(model):
+    model.train()
+    model.zero_grad()
+    onset_logits, frame_logits = model.logits(_audio(3, 20000))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        onset_logits, torch.zeros_like(onset_logits)
+    ) + torch.nn.functional.binary_cross_entropy_with_logits(frame_logits, torch.ones_like(frame_logits))
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+def test_forward_is_sigmoid_of_logits(model):
+    model.eval()
+    audio = _audio(1, 15000, seed=3)
+    with torch.no_grad():
+        onset_logits, frame_logits = model.logits(audio)
+        onset, frame = model(audio)
+    assert torch.allclose(onset, torch.sigmoid(onset_logits))
+    assert torch.allclose(frame, torch.sigmoid(frame_logits))
+
+
+def test_explicit_log_scale_equals_clip_statistic(model):
+    model.eval()
+    audio = _audio(2, 15000, seed=4)
+    with torch.no_grad():
+        own = model.logits(audio)
+        scale = log_scale(frame_energy(model.frontend.cqt(audio)))
+        given = model.logits(audio, scale)
+        shifted = model.logits(audio, scale + 1.0)
+    assert all(torch.allclose(a, b) for a, b in zip(own, given))
+    assert not torch.allclose(own[1], shifted[1])
+
+
+@pytest.mark.parametrize("head", ["note_head", "onset_features"])
+def test_stride3_heads_centre_row_k_on_stacked_bin_3k_plus_1(head):
+    conv = getattr(NoteBranch(), head)
+    conv = conv if isinstance(conv, torch.nn.Conv2d) else conv[0][0]
+    with torch.no_grad():
+        conv.weight.zero_()
+        height, width = conv.weight.shape[2:]
+        conv.weight[:, 0, height // 2, width // 2] = 1.0
+        if conv.bias is not None:
+            conv.bias.zero_()
+        for k in (0, 41, 83):
+            hidden = torch.zeros(1, 16, N_STACKED_BINS, 1)
+            hidden[0, 0, 3 * k + 1, 0] = 1.0
+            out = conv(hidden)[0, 0, :, 0]
+            assert out.shape == (N_PITCHES,)
+            assert torch.nonzero(out).flatten().tolist() == [k]
+
+
+def test_note_branch_shapes():
+    onset, note = NoteBranch().eval()(torch.randn(2, N_HARMONICS, N_STACKED_BINS, 7))
+    assert onset.shape == note.shape == (2, N_PITCHES, 7)
+
+
+def test_checkpoint_round_trip(model, tmp_path):
+    path = tmp_path / "agnostic.pt"
+    with torch.no_grad():
+        model.affine_bias.add_(0.25)  # differ from a fresh model
+    torch.save(model.state_dict(), path)
+    loaded = load_agnostic_model(path)
+    assert not loaded.training
+    model.eval()
+    audio = _audio(1, 9000, seed=5)
+    with torch.no_grad():
+        np.testing.assert_array_equal(model(audio)[1].numpy(), loaded(audio)[1].numpy())
+
+
+def test_missing_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_agnostic_model(tmp_path / "nope.pt")
