@@ -1,0 +1,239 @@
+import argparse
+import csv
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import default_collate
+
+from timbrescribe import cli
+from timbrescribe.constants import HOP, MIDI_MIN, N_PITCHES, frame_to_time, n_frames
+from timbrescribe.errors import UserError
+from timbrescribe.model import load_agnostic_model
+from timbrescribe.notes import Note
+from timbrescribe.training import commands
+from timbrescribe.training.agnostic import (
+    _Progress,
+    add_noise,
+    clip_scores,
+    crop_batch,
+    curriculum_frames,
+    keep_frontend_float32,
+    load_checkpoint,
+    save_checkpoint,
+    train_loader,
+    train_step,
+)
+from timbrescribe.training.commands import TrainConfig
+
+
+class FramewiseModel(nn.Module):
+    """Stand-in with the AgnosticModel interface: per-frame energy -> per-pitch logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.onset = nn.Linear(1, N_PITCHES)
+        self.frame = nn.Linear(1, N_PITCHES)
+
+    def logits(self, audio):
+        frames = n_frames(audio.shape[-1])
+        padded = nn.functional.pad(audio, (0, frames * HOP - audio.shape[-1]))
+        energy = padded.reshape(audio.shape[0], frames, HOP).pow(2).mean(-1, keepdim=True)
+        return self.onset(energy).transpose(1, 2), self.frame(energy).transpose(1, 2)
+
+
+def _batch(clips=2, frames=40, parts=3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    frame = (torch.rand(clips, parts, N_PITCHES, frames, generator=generator) < 0.05).float()
+    onset = frame * (torch.rand(clips, parts, N_PITCHES, frames, generator=generator) < 0.3)
+    return {
+        "audio": torch.randn(clips, frames * HOP, generator=generator) * 0.1,
+        "onset": onset,
+        "frame": frame,
+        "part_mask": torch.tensor([[True, True, False]] * clips),
+    }
+
+
+def test_curriculum_ramps_clip_length_then_holds():
+    config = TrainConfig(data=[], val="", out="", clip_frames=430, start_clip_frames=172, curriculum_steps=100)
+    assert curriculum_frames(config, 0) == 172
+    assert curriculum_frames(config, 50) == 301
+    assert curriculum_frames(config, 100) == 430
+    assert curriculum_frames(config, 5000) == 430
+    assert curriculum_frames(TrainConfig(data=[], val="", out=""), 0) == 430  # no curriculum
+
+
+def test_crop_batch_keeps_audio_and_targets_aligned():
+    torch.manual_seed(3)
+    frames = 50
+    batch = _batch(frames=frames)
+    # tag every sample and target column with its frame index
+    batch["audio"] = (torch.arange(frames * HOP) // HOP).float().repeat(2, 1)
+    batch["onset"] = torch.arange(frames).float().expand(2, 3, N_PITCHES, frames).clone()
+    cropped = crop_batch(batch, 20)
+    assert cropped["audio"].shape == (2, 20 * HOP)
+    assert cropped["onset"].shape == (2, 3, N_PITCHES, 20) and cropped["frame"].shape[-1] == 20
+    first = cropped["onset"][0, 0, 0, 0].item()
+    assert cropped["audio"][0, 0].item() == first
+    assert cropped["audio"][0, -1].item() == first + 19
+    assert crop_batch(batch, frames) is batch
+
+
+def test_add_noise_is_relative_to_clip_level():
+    torch.manual_seed(0)
+    audio = torch.stack([torch.randn(20000), torch.zeros(20000)])
+    noisy = add_noise(audio, 0.01)
+    difference = noisy - audio
+    assert 0 < difference[0].std() <= 0.011
+    assert torch.equal(noisy[1], audio[1])  # silence stays silent
+    assert torch.equal(add_noise(audio, 0.0), audio)
+
+
+def test_clip_scores_perfect_and_empty_estimates():
+    onset = np.zeros((N_PITCHES, 200), np.float32)
+    frame = np.zeros_like(onset)
+    spans = [(40, 10, 60), (44, 30, 90), (40, 100, 180)]
+    for row, start, end in spans:
+        onset[row, start] = 1
+        frame[row, start:end] = 1
+    frame[50, 0:40] = 1  # a note sounding from before the clip start: counts from frame 0
+    notes = [Note(frame_to_time(s), frame_to_time(e), MIDI_MIN + row) for row, s, e in [*spans, (50, 0, 40)]]
+    note_f, frame_f = clip_scores(onset, frame, notes)
+    assert note_f == pytest.approx(1.0) and frame_f == pytest.approx(1.0)
+    assert clip_scores(onset, frame, []) == (0.0, 0.0)
+    without_row_40 = [n for n in notes if n.pitch != MIDI_MIN + 40]  # 2 of 4 reference notes
+    note_f, frame_f = clip_scores(onset, frame, without_row_40)
+    assert note_f == pytest.approx(2 * 2 / (4 + 2))
+    assert frame_f == pytest.approx(2 * 100 / (230 + 100))  # 100 of 230 reference cells, all correct
+
+
+def test_train_step_overfits_one_batch_with_stand_in_model():
+    torch.manual_seed(0)
+    model = FramewiseModel()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
+    batch = _batch()
+    first = train_step(model, optimizer, batch, noise=0.0, grad_clip=1.0)
+    for _ in range(30):
+        last = train_step(model, optimizer, batch, noise=0.0, grad_clip=1.0)
+    assert set(first) == {"onset", "frame", "total"}
+    assert last["total"] < 0.5 * first["total"]
+
+
+def test_checkpoint_round_trip_restores_progress_and_rng(tmp_path):
+    model = FramewiseModel()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max")
+    train_step(model, optimizer, _batch(), noise=0.01, grad_clip=1.0)
+    config = TrainConfig(data=["a"], val="v", out=str(tmp_path))
+    save_checkpoint(tmp_path / "last.pt", model, optimizer, scheduler, _Progress(7, 12.5, 0.4), config)
+    expected_draw = torch.rand(3)
+    expected_np = np.random.rand()
+
+    restored = FramewiseModel()
+    restored_optimizer = torch.optim.AdamW(restored.parameters(), lr=0.01)
+    restored_scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(restored_optimizer, mode="max")
+    progress = load_checkpoint(tmp_path / "last.pt", restored, restored_optimizer, restored_scheduler)
+    assert progress == _Progress(7, 12.5, 0.4)
+    assert torch.equal(torch.rand(3), expected_draw) and np.random.rand() == expected_np
+    for name, value in model.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], value)
+    assert restored_optimizer.state_dict()["state"][0]["step"] == 1
+    assert not (tmp_path / "last.pt.tmp").exists()
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    commands.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_command_rejects_bad_inputs(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    base = ["--data", str(data), "--val", str(data), "--out", str(tmp_path / "out")]
+    assert commands.config_from_args(_parse(base)).data == [str(data)]
+    with pytest.raises(UserError, match="not found"):
+        commands.config_from_args(_parse(["--data", str(tmp_path / "missing"), *base[2:]]))
+    with pytest.raises(UserError, match="not found"):
+        commands.config_from_args(_parse([*base[:2], "--val", str(tmp_path / "nope"), *base[4:]]))
+    with pytest.raises(UserError, match="--data-weight"):
+        commands.config_from_args(_parse([*base, "--data-weight", "1", "--data-weight", "2"]))
+    with pytest.raises(UserError, match="--steps"):
+        commands.config_from_args(_parse([*base, "--steps", "0"]))
+    with pytest.raises(UserError, match="resume"):
+        commands.config_from_args(_parse([*base, "--resume", str(tmp_path / "last.pt")]))
+
+
+# ---------------------------------------------------------------- real model + rendered smoke data
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    assert cli.main(["data", "render", "--preset", "smoke", "--out", str(out), "--seed", "1", "--workers", "1"]) == 0
+    return out
+
+
+def test_real_model_overfits_one_repeated_batch(smoke_data):
+    from timbrescribe.data.dataset import ClipDataset
+    from timbrescribe.model import AgnosticModel
+
+    torch.manual_seed(0)
+    dataset = ClipDataset(smoke_data, clip_frames=64, seed=0)
+    batch = default_collate([dataset[0], dataset[1]])
+    model = AgnosticModel()
+    keep_frontend_float32(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = [train_step(model, optimizer, batch, noise=0.0, grad_clip=1.0, bf16=True)["total"] for _ in range(15)]
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.8 * losses[0]
+
+
+def test_train_loader_mixes_directories_by_weight_and_reseeds_on_resume(smoke_data):
+    config = TrainConfig(data=[str(smoke_data)] * 2, data_weights=[0.0, 1.0], val="", out="", steps=10,
+                         batch_size=2, clip_frames=32, num_workers=0)
+    loader = train_loader(config, start_step=4)
+    indices = list(loader.sampler)
+    assert len(indices) == (10 - 4) * 2
+    assert min(indices) >= 6  # all from the second directory (ConcatDataset indices 6..11)
+    assert indices == list(train_loader(config, start_step=4).sampler)  # reproducible
+    assert indices[:10] != list(train_loader(config, start_step=5).sampler)  # fresh draws after a resume
+    batches = list(loader)
+    assert len(batches) == 6 and batches[0]["audio"].shape == (2, 32 * HOP)
+
+
+def _train(smoke_data, out, *options):
+    return cli.main([
+        "train", "agnostic", "--data", str(smoke_data), "--val", str(smoke_data), "--out", str(out),
+        "--batch-size", "2", "--clip-frames", "64", "--val-clips", "2", "--val-clip-frames", "128",
+        "--val-every", "2", "--checkpoint-every", "2", "--num-workers", "0", "--threads", "2", *options,
+    ])
+
+
+def test_cli_trains_checkpoints_and_resumes(smoke_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(smoke_data, out, "--steps", "4") == 0
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    assert "best model: " + str(out / "best.pt") in capsys.readouterr().out
+    load_agnostic_model(out / "best.pt")  # best.pt is a plain state dict of the model
+
+    assert _train(smoke_data, out, "--steps", "6") == 0  # resumes from last.pt at step 4
+    assert _train(smoke_data, out, "--steps", "1000", "--time-limit", "0.0001") == 0  # one step, then stop
+    assert "stopped at the time limit at step 7" in capsys.readouterr().out
+
+    with (out / "train_log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [2, 4, 6, 7]
+    assert all(np.isfinite(float(row["val_loss"])) and 0 <= float(row["val_note_f"]) <= 1 for row in rows)
+    checkpoint = torch.load(out / "last.pt", weights_only=False)
+    assert checkpoint["progress"]["step"] == 7
+    assert checkpoint["config"]["steps"] == 1000
+
+
+@pytest.mark.slow
+def test_cli_exports_best_model_to_onnx(smoke_data, tmp_path, capsys):
+    onnx_path = tmp_path / "agnostic.onnx"
+    assert _train(smoke_data, tmp_path / "run", "--steps", "1", "--export-onnx", str(onnx_path)) == 0
+    assert onnx_path.is_file()
+    assert f"ONNX models: {onnx_path}" in capsys.readouterr().out

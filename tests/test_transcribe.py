@@ -1,0 +1,252 @@
+"""Python API transcribe() and the ``timbrescribe transcribe`` command, on an untrained exported
+model (its notes are arbitrary, so the tests check plumbing and the decode path exactly)."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile
+
+from timbrescribe.audio import load_audio
+from timbrescribe.cli import main
+from timbrescribe.constants import SAMPLE_RATE, n_frames
+from timbrescribe.decode import DecoderSettings, decode_notes
+from timbrescribe.errors import UserError
+from timbrescribe.inference import AgnosticSession
+from timbrescribe.notes import Track
+from timbrescribe.transcription import Transcription, transcribe
+
+FILE_RATE = 44100  # not the model's rate, so loading resamples
+DEFINING_MODULES = ("constants.py", "frontend.py", "model.py", "export.py")
+
+
+def _harmonic_tones(sr: int) -> np.ndarray:
+    """Two seconds: A3 alone, then a C#4 + E4 dyad; five decaying harmonics each."""
+    t = np.arange(2 * sr) / sr
+    audio = np.zeros_like(t)
+    for pitch, start, end in ((57, 0.1, 0.9), (61, 1.0, 1.8), (64, 1.0, 1.8)):
+        frequency = 440.0 * 2.0 ** ((pitch - 69) / 12)
+        envelope = np.where((t >= start) & (t < end), np.exp(-2.0 * (t - start)), 0.0)
+        for harmonic in range(1, 6):
+            audio += envelope * np.sin(2 * np.pi * frequency * harmonic * t) / harmonic
+    return (0.3 * audio / np.abs(audio).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model_path(request, tmp_path_factory):
+    """A seeded untrained model exported to ONNX. Exporting takes tens of seconds, so the files are
+    kept in pytest's cache under a key of the code that defines them and reused while it is unchanged."""
+    torch = pytest.importorskip("torch")
+    import timbrescribe
+    from timbrescribe.export import export_agnostic_onnx
+    from timbrescribe.inference import energy_model_path
+    from timbrescribe.model import AgnosticModel
+
+    package = Path(timbrescribe.__file__).parent
+    code = b"".join((package / name).read_bytes() for name in DEFINING_MODULES) + torch.__version__.encode()
+    key = hashlib.sha256(code).hexdigest()[:16]
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir(f"untrained-agnostic-{key}") if cache else tmp_path_factory.mktemp("model")
+    path = folder / "untrained.onnx"
+    if not (path.is_file() and energy_model_path(path).is_file()):
+        torch.manual_seed(0)
+        export_agnostic_onnx(AgnosticModel(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def wav_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "tones.wav"
+    soundfile.write(path, _harmonic_tones(FILE_RATE), FILE_RATE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def session(model_path):
+    return AgnosticSession(model_path=model_path, threads=1)
+
+
+@pytest.fixture(scope="module")
+def thresholds(session, wav_path) -> dict:
+    """Thresholds that make the untrained model's maps give some notes (so comparisons bite)."""
+    onset, frame = session.activations(load_audio(wav_path))
+    return {
+        "onset_threshold": float(np.clip(np.quantile(onset, 0.95), 0.01, 0.99)),
+        "frame_threshold": float(np.clip(np.quantile(frame, 0.5), 0.01, 0.99)),
+        "min_note_ms": 30.0,
+    }
+
+
+def test_notes_are_the_decoder_output_on_the_session_activations(session, wav_path, thresholds):
+    result = transcribe(wav_path, session=session, **thresholds)
+    samples = load_audio(wav_path)
+    onset, frame = session.activations(samples)
+    expected = decode_notes(onset, frame, DecoderSettings(**thresholds))
+    assert len(expected) > 0
+    assert isinstance(result, Transcription)
+    assert result.notes == expected
+    assert result.tracks == [Track("notes", expected)]
+    assert result.onset.shape == result.frame.shape == (84, n_frames(len(samples)))
+    np.testing.assert_array_equal(result.frame, frame)
+    assert result.duration_s == pytest.approx(2.0, abs=1e-3)
+    assert result.sample_rate == SAMPLE_RATE
+
+
+def test_array_input_gives_the_same_notes_as_the_file(session, wav_path, thresholds):
+    from_file = transcribe(wav_path, session=session, **thresholds)
+    samples, rate = soundfile.read(wav_path, dtype="float32")
+    from_array = transcribe(np.stack([samples, samples], axis=1), rate, session=session, **thresholds)
+    assert from_array.notes == from_file.notes
+
+
+def test_default_settings_are_the_decoder_defaults(session, wav_path):
+    result = transcribe(wav_path, session=session)
+    assert result.notes == decode_notes(result.onset, result.frame, DecoderSettings())
+
+
+def test_input_mistakes_are_user_errors(session, wav_path):
+    samples = _harmonic_tones(SAMPLE_RATE)
+    with pytest.raises(UserError, match="sample rate"):
+        transcribe(samples, session=session)
+    with pytest.raises(UserError, match="sr is only for audio arrays"):
+        transcribe(wav_path, 44100, session=session)
+    with pytest.raises(ValueError, match="not both"):
+        transcribe(wav_path, session=session, threads=2)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("onset_threshold", 0.0), ("onset_threshold", 1.0), ("frame_threshold", -0.2),
+     ("frame_threshold", float("nan")), ("min_note_ms", 0.0), ("min_note_ms", float("inf"))],
+)
+def test_out_of_range_settings_are_rejected(session, wav_path, option, value):
+    with pytest.raises(UserError, match="must"):
+        transcribe(wav_path, session=session, **{option: value})
+
+
+def _cli_threshold_args(thresholds: dict) -> list[str]:
+    return [
+        "--onset-threshold", str(thresholds["onset_threshold"]),
+        "--frame-threshold", str(thresholds["frame_threshold"]),
+        "--min-note-ms", str(thresholds["min_note_ms"]),
+    ]
+
+
+def test_cli_writes_every_format_with_the_same_notes(tmp_path, model_path, wav_path, thresholds, capsys):
+    out = tmp_path / "out" / "nested"
+    status = main(
+        ["transcribe", str(wav_path), "-o", str(out), "--format", "midi,json,csv", "--plot",
+         "--threads", "1", "--model", str(model_path), *_cli_threshold_args(thresholds)]
+    )
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == ["tones.csv", "tones.json", "tones.mid", "tones.png"]
+    midi_notes = pretty_midi.PrettyMIDI(str(out / "tones.mid")).instruments[0].notes
+    json_notes = json.loads((out / "tones.json").read_text())["tracks"][0]["notes"]
+    with open(out / "tones.csv", newline="") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert len(midi_notes) == len(json_notes) == len(csv_rows) > 0
+    assert (out / "tones.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = capsys.readouterr().out
+    assert f"{len(json_notes)} notes" in summary and "2.0 s of audio" in summary
+
+
+def test_cli_directory_input_continues_after_a_bad_file(tmp_path, model_path, wav_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.wav").write_bytes(wav_path.read_bytes())
+    (folder / "bad.wav").write_text("this is not audio\n")
+    (folder / "notes.txt").write_text("not an audio extension: ignored\n")
+    out = tmp_path / "out"
+    status = main(["transcribe", str(folder), "-o", str(out), "--format", "json", "--model", str(model_path)])
+    assert status == 1
+    assert sorted(p.name for p in out.iterdir()) == ["good.json"]
+    errors = capsys.readouterr().err
+    assert "bad.wav: failed: cannot read as audio" in errors
+    assert "1 of 2 files failed" in errors
+
+
+def test_cli_failed_write_leaves_none_of_the_files_outputs(tmp_path, model_path, wav_path, monkeypatch, capsys):
+    def disk_full(self, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(Transcription, "write_csv", disk_full)
+    out = tmp_path / "out"
+    status = main(["transcribe", str(wav_path), "-o", str(out), "--format", "midi,json,csv", "--model", str(model_path)])
+    assert status == 1
+    assert list(out.iterdir()) == []  # the MIDI and JSON written before the CSV failed are gone
+    assert "No space left on device" in capsys.readouterr().err
+
+
+def _assert_usage_error(argv: list[str], capsys, message: str) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_missing_input_fails_before_any_output(tmp_path, model_path, capsys):
+    out = tmp_path / "out"
+    missing = tmp_path / "missing.wav"
+    _assert_usage_error(["transcribe", str(missing), "-o", str(out), "--model", str(model_path)], capsys,
+                        f"{missing}: no such file or directory")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [(["--onset-threshold", "1.5"], "onset threshold must lie strictly between 0 and 1"),
+     (["--frame-threshold", "0"], "frame threshold must lie strictly between 0 and 1"),
+     (["--min-note-ms", "-5"], "minimum note length must be a positive"),
+     (["--format", "midi,mp3"], "--format: expected"),
+     (["--threads", "0"], "--threads must be at least 1"),
+     (["--model", "missing.onnx"], "model file not found: missing.onnx")],
+)
+def test_cli_bad_option_values(tmp_path, model_path, wav_path, capsys, options, message):
+    out = tmp_path / "out"
+    _assert_usage_error(["transcribe", str(wav_path), "-o", str(out), "--model", str(model_path), *options],
+                        capsys, message)
+    assert not out.exists()
+
+
+def test_cli_inputs_with_the_same_name_clash(tmp_path, model_path, wav_path, capsys):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    soundfile.write(tmp_path / "a" / "x.wav", _harmonic_tones(SAMPLE_RATE), SAMPLE_RATE)
+    soundfile.write(tmp_path / "b" / "x.flac", _harmonic_tones(SAMPLE_RATE), SAMPLE_RATE)
+    out = tmp_path / "out"
+    _assert_usage_error(["transcribe", str(tmp_path / "a"), str(tmp_path / "b" / "x.flac"), "-o", str(out),
+                         "--model", str(model_path)], capsys, "would both write results named 'x'")
+    assert not out.exists()
+
+
+def test_cli_subprocess_and_api_run_without_torch(tmp_path, model_path, wav_path):
+    script = textwrap.dedent(
+        """
+        import sys
+        import timbrescribe.transcription as api
+        assert "torch" not in sys.modules, "importing the API imported torch"
+        result = api.transcribe(sys.argv[1], model_path=sys.argv[2])
+        assert "torch" not in sys.modules, "transcribing imported torch"
+        print(len(result.notes))
+        """
+    )
+    api = subprocess.run([sys.executable, "-c", script, str(wav_path), str(model_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert api.returncode == 0, api.stderr
+
+    out = tmp_path / "out"
+    cli = subprocess.run(
+        [sys.executable, "-c", "import sys, timbrescribe.cli as c; s = c.main(); "
+         "assert 'torch' not in sys.modules, 'the command imported torch'; sys.exit(s)",
+         "transcribe", str(wav_path), "-o", str(out), "--model", str(model_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    midi = pretty_midi.PrettyMIDI(str(out / "tones.mid"))
+    assert sum(len(instrument.notes) for instrument in midi.instruments) == int(api.stdout)
