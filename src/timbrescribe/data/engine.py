@@ -254,7 +254,8 @@ def render_dataset(
     else:
         import multiprocessing
 
-        pool = multiprocessing.get_context("fork").Pool(workers)
+        # Not "fork": a forked child of a process whose torch/OpenMP threads already ran can hang.
+        pool = multiprocessing.get_context("forkserver").Pool(workers)
         results = pool.imap_unordered(_render_task, tasks)
     try:
         for done, record in enumerate(results, 1):
