@@ -131,7 +131,7 @@ def example_record(example: Example) -> dict:
     }
 
 
-def _midi(parts: list[Part]):
+def parts_midi(parts: list[Part]):
     """pretty_midi object with one instrument per part (notes, CC and pitch-bend events)."""
     import pretty_midi
 
@@ -162,7 +162,7 @@ def write_example(example: Example, examples_dir: Path) -> dict:
 
     soundfile.write(tmp(".flac"), channels, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     os.replace(tmp(".flac"), stem_path.with_suffix(".flac"))
-    _midi(example.parts).write(str(tmp(".mid")))
+    parts_midi(example.parts).write(str(tmp(".mid")))
     os.replace(tmp(".mid"), stem_path.with_suffix(".mid"))
     with open(tmp(".npz"), "wb") as handle:
         np.savez(
