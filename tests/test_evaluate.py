@@ -188,3 +188,43 @@ def test_basic_pitch_transcribes_a_harmonic_a4():
     (track,) = system.predict(tone.astype(np.float32), 44100)
     assert 69 in {note.pitch for note in track.notes}
     assert min(note.onset for note in track.notes) < 0.1
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("rendered")
+    assert main(["data", "render", "--preset", "smoke", "--out", str(out), "--seed", "4", "--workers", "1"]) == 0
+    return out
+
+
+def test_layout_reads_a_rendered_dataset_example_by_example(rendered: Path):
+    records = json.loads((rendered / "manifest.json").read_text())["examples"]
+    pieces = layout.read_dataset(rendered)
+    assert [piece.name for piece in pieces] == [f"{r['id']:06d}" for r in records]
+    for piece, record in zip(pieces, records):
+        assert [len(notes) for notes in piece.parts.values()] == record["n_notes"]
+        assert len(set(piece.parts)) == len(record["names"])  # a repeated instrument gets its own name
+        stored = np.load(rendered / f"{record['file']}.npz")
+        onsets = sorted(n.onset for notes in piece.parts.values() for n in notes)
+        assert onsets == pytest.approx(sorted(stored["note_onset"]))
+
+
+def test_rendered_mix_and_stems_are_the_channels_of_the_flac(rendered: Path):
+    piece = next(p for p in layout.read_dataset(rendered) if len(p.parts) >= 2)
+    channels, sr = soundfile.read(piece.mix_path, dtype="float32", always_2d=True)
+    assert sr == 22050
+    full, *submixes = layout.excerpts([piece], submixes=True)
+    np.testing.assert_array_equal(full.load_audio(), channels[:, 0])
+    first_two = next(e for e in submixes if set(e.part_names) == set(list(piece.parts)[:2]))
+    np.testing.assert_allclose(first_two.load_audio(), channels[:, 1] + channels[:, 2], atol=1e-6)
+
+
+def test_layout_names_repeated_instruments_apart():
+    assert layout._unique_names(["violin", "cello", "violin", "violin"]) == ["violin", "cello", "violin-2", "violin-3"]
+
+
+def test_model_paths_reach_only_systems_that_load_models(tmp_path: Path):
+    with pytest.raises(UserError, match="takes no model path"):
+        make_system("basic-pitch", threads=1, model_path=tmp_path / "agnostic.onnx")
+    with pytest.raises(UserError, match="model file not found"):
+        make_system("timbrescribe", threads=1, model_path=tmp_path / "agnostic.onnx")

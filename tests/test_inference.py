@@ -180,3 +180,20 @@ print(int(status.split("VmHWM:")[1].split()[0]) // 1024)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.strip()) < 400  # MB; measured ≈ 230 with 53 MB of it the audio
+
+
+@pytest.mark.slow
+def test_timbrescribe_system_gives_one_track_of_the_transcribed_notes(exported):
+    from timbrescribe.evaluation import harness
+    from timbrescribe.evaluation.systems import make_system
+    from timbrescribe.transcription import transcribe
+
+    model_path = exported[1][0]
+    system = make_system("timbrescribe", threads=1, model_path=model_path)
+    harness.warm_up(system)  # a second of near-silent noise
+    audio = _music(6.0, seed=5)
+    expected = transcribe(audio, SAMPLE_RATE, model_path=model_path).notes
+    assert expected
+    for n_tracks in (None, 1, 3):  # timbre-agnostic: always one track
+        (track,) = system.predict(audio, SAMPLE_RATE, n_tracks=n_tracks)
+        assert track.notes == expected

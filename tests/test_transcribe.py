@@ -22,7 +22,7 @@ from timbrescribe.decode import DecoderSettings, decode_notes
 from timbrescribe.errors import UserError
 from timbrescribe.inference import AgnosticSession
 from timbrescribe.notes import Track
-from timbrescribe.transcription import Transcription, transcribe
+from timbrescribe.transcription import Transcription, decoder_settings, package_decoder_settings, transcribe
 
 FILE_RATE = 44100  # not the model's rate, so loading resamples
 DEFINING_MODULES = ("constants.py", "frontend.py", "model.py", "export.py")
@@ -89,7 +89,7 @@ def test_notes_are_the_decoder_output_on_the_session_activations(session, wav_pa
     result = transcribe(wav_path, session=session, **thresholds)
     samples = load_audio(wav_path)
     onset, frame = session.activations(samples)
-    expected = decode_notes(onset, frame, DecoderSettings(**thresholds))
+    expected = decode_notes(onset, frame, decoder_settings(**thresholds))
     assert len(expected) > 0
     assert isinstance(result, Transcription)
     assert result.notes == expected
@@ -107,9 +107,9 @@ def test_array_input_gives_the_same_notes_as_the_file(session, wav_path, thresho
     assert from_array.notes == from_file.notes
 
 
-def test_default_settings_are_the_decoder_defaults(session, wav_path):
+def test_default_settings_are_the_shipped_tuned_settings(session, wav_path):
     result = transcribe(wav_path, session=session)
-    assert result.notes == decode_notes(result.onset, result.frame, DecoderSettings())
+    assert result.notes == decode_notes(result.onset, result.frame, package_decoder_settings())
 
 
 def test_input_mistakes_are_user_errors(session, wav_path):

@@ -49,7 +49,10 @@ def prepare_audio(samples: np.ndarray, sr: int) -> np.ndarray:
     samples = samples.astype(np.float32, copy=False)
     if not np.all(np.isfinite(samples)):
         raise AudioError("audio contains non-finite samples (NaN or infinity)")
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    if samples.ndim == 2:
+        # A view for one channel: a long mono file is not copied again.
+        samples = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
+    mono = samples
     if sr != SAMPLE_RATE:
         mono = soxr.resample(mono, sr, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
     if mono.shape[0] < MIN_SAMPLES:

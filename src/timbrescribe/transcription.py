@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +26,8 @@ from timbrescribe.notes import Note, Track
 
 # Name of the single track the timbre-agnostic model produces.
 AGNOSTIC_TRACK_NAME = "notes"
+# Decoder settings tuned on validation data for the shipped model (scripts/tune_thresholds.py).
+TUNED_DECODER_PATH = Path(__file__).resolve().parent / "weights" / "decoder.json"
 
 
 @dataclass
@@ -56,6 +59,13 @@ class Transcription:
         outputs.write_piano_roll_png(self.tracks, path, spectrogram=self.frame)
 
 
+def package_decoder_settings(path: str | os.PathLike | None = None) -> DecoderSettings:
+    """The tuned settings in ``path`` (default: the shipped TUNED_DECODER_PATH) if that file
+    exists, else the DecoderSettings defaults."""
+    path = Path(path) if path is not None else TUNED_DECODER_PATH
+    return DecoderSettings.from_json(path) if path.is_file() else DecoderSettings()
+
+
 def decoder_settings(
     onset_threshold: float | None = None,
     frame_threshold: float | None = None,
@@ -77,7 +87,7 @@ def decoder_settings(
         )
         if value is not None
     }
-    return dataclasses.replace(DecoderSettings(), **overrides)
+    return dataclasses.replace(package_decoder_settings(), **overrides)
 
 
 def _model_input(audio: str | os.PathLike | np.ndarray, sr: int | None) -> np.ndarray:

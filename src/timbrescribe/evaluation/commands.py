@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder of predicted MIDI files, one per excerpt: <piece>.mid, <piece>__<part>+<part>.mid",
     )
-    source.add_argument("--system", metavar="NAME", help="run a transcription system (basic-pitch)")
+    source.add_argument("--system", metavar="NAME", help="run a transcription system (basic-pitch, timbrescribe)")
     parser.add_argument(
         "--submixes",
         action="store_true",
@@ -25,12 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="OUT", help="write every score and the settings to this JSON file")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for --system (default 1)")
+    parser.add_argument(
+        "--model", type=Path, metavar="PATH",
+        help="ONNX note model for --system timbrescribe (default: the shipped weights)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import datetime
     import json
-    from pathlib import Path
 
     from timbrescribe.errors import UserError
     from timbrescribe.evaluation import harness, layout, systems
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.predictions:
         source = systems.MidiDirectorySystem(args.predictions)
     else:
-        source = systems.make_system(args.system, args.threads)
+        source = systems.make_system(args.system, args.threads, model_path=args.model)
     results = harness.evaluate(source, excerpts, oracle_k=args.oracle_k)
     print(harness.format_table(results))
     if args.json:
@@ -51,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             "dataset": str(Path(args.dataset).resolve()),
             "system": source.name,
             "predictions": str(Path(args.predictions).resolve()) if args.predictions else None,
+            "model": str(args.model) if args.model else None,
             "submixes": args.submixes,
             "oracle_k": args.oracle_k,
             "threads": args.threads,

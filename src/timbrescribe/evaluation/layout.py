@@ -8,6 +8,11 @@
 An *excerpt* is what one transcription run sees: the full mix of a piece (named ``<piece>``) or,
 with sub-mixes, the sum of 2, 3 or 4 of its pitched stems (named ``<piece>__<part>+<part>...``,
 parts in alphabetical order), scored against exactly those parts.
+
+A synthetic dataset made by ``timbrescribe data render`` (a folder with ``manifest.json`` and
+``examples/<id>.flac`` + ``.npz``) is read too: each example is a piece named by its id, its mix is
+channel 0 of the FLAC, its parts are the rendered parts (named by instrument, ``name-2`` ... for a
+repeated instrument) with their notes from the npz, and channel 1 + i is the stem of part i.
 """
 from __future__ import annotations
 
@@ -35,7 +40,43 @@ class Piece:
     name: str
     mix_path: Path
     parts: dict[str, list[Note]]
-    stem_paths: dict[str, Path]  # scored parts that have stems/<part>.wav
+    stem_paths: dict[str, Path]  # file holding the stem of each scored part that has one
+
+    def load_mix(self) -> np.ndarray:
+        """The mix, mono float32 at SAMPLE_RATE."""
+        from timbrescribe.audio import load_audio
+
+        return load_audio(self.mix_path)
+
+    def load_stem(self, part: str) -> np.ndarray:
+        """The stem of one part, mono float32 at SAMPLE_RATE."""
+        from timbrescribe.audio import load_audio
+
+        return load_audio(self.stem_paths[part])
+
+
+@dataclass(frozen=True)
+class SyntheticPiece(Piece):
+    """An example of a rendered dataset: the mix and the stems are channels of one FLAC file
+    (``mix_path``, also the file of every stem)."""
+
+    stem_channels: dict[str, int]
+
+    def load_mix(self) -> np.ndarray:
+        return _load_channel(self.mix_path, 0)
+
+    def load_stem(self, part: str) -> np.ndarray:
+        return _load_channel(self.mix_path, self.stem_channels[part])
+
+
+def _load_channel(path: Path, channel: int) -> np.ndarray:
+    """One channel of an audio file, mono float32 at SAMPLE_RATE."""
+    import soundfile
+
+    from timbrescribe.audio import prepare_audio
+
+    samples, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
+    return prepare_audio(samples[:, channel], sr)
 
 
 @dataclass(frozen=True)
@@ -58,11 +99,9 @@ class Excerpt:
 
     def load_audio(self) -> np.ndarray:
         """Mono float32 at SAMPLE_RATE: the mix, or the plain sum of the stems (padded to the longest)."""
-        from timbrescribe.audio import load_audio
-
         if self.is_full_mix:
-            return load_audio(self.piece.mix_path)
-        stems = [load_audio(self.piece.stem_paths[name]) for name in self.part_names]
+            return self.piece.load_mix()
+        stems = [self.piece.load_stem(name) for name in self.part_names]
         total = np.zeros(max(len(stem) for stem in stems), dtype=np.float32)
         for stem in stems:
             total[: len(stem)] += stem
@@ -125,11 +164,56 @@ def _looks_like_piece(directory: Path) -> bool:
     return (directory / MIX_FILE).exists() or any(directory.glob("*.mid"))
 
 
+def _unique_names(names: list[str]) -> list[str]:
+    """The names with the k-th repeat of a name (k >= 2) suffixed ``-k``."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return unique
+
+
+def read_synthetic_dataset(root: Path) -> list[SyntheticPiece]:
+    """Every example of a dataset rendered by ``timbrescribe data render``, in id order."""
+    from timbrescribe.data.dataset import load_manifest, load_notes
+    from timbrescribe.data.engine import example_name
+
+    pieces = []
+    for record in load_manifest(root)["examples"]:
+        base = root / record["file"]
+        notes = load_notes(base.with_suffix(".npz"))
+        names = _unique_names(record["names"])
+        parts = {name: [] for name in names}
+        for part, onset, offset, pitch, velocity in zip(
+            notes["note_part"], notes["note_onset"], notes["note_offset"], notes["note_pitch"], notes["note_velocity"]
+        ):
+            parts[names[part]].append(Note(float(onset), float(offset), int(pitch), int(velocity)))
+        flac = base.with_suffix(".flac")
+        pieces.append(
+            SyntheticPiece(
+                name=example_name(record["id"]),
+                mix_path=flac,
+                parts=parts,
+                stem_paths=dict.fromkeys(names, flac),
+                stem_channels={name: 1 + i for i, name in enumerate(names)},
+            )
+        )
+    if not pieces:
+        raise UserError(f"{root}: the rendered dataset has no finished examples")
+    return pieces
+
+
 def read_dataset(path: str | Path) -> list[Piece]:
-    """Every piece of a dataset folder, sorted by name."""
+    """Every piece of a dataset folder, sorted by name; a rendered synthetic dataset (one with
+    a manifest) gives one piece per example."""
+    from timbrescribe.data.engine import MANIFEST
+
     root = Path(path)
     if not root.is_dir():
         raise UserError(f"{root}: no such dataset directory")
+    if (root / MANIFEST).is_file():
+        return read_synthetic_dataset(root)
     piece_dirs = sorted(d for d in root.iterdir() if d.is_dir() and _looks_like_piece(d))
     if not piece_dirs:
         raise UserError(f"{root}: no pieces (sub-folders with {MIX_FILE} and <part>.mid files)")

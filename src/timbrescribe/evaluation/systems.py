@@ -1,7 +1,8 @@
 """Transcription systems the harness can score.
 
 A :class:`System` turns audio into tracks. :data:`SYSTEM_FACTORIES` maps the names accepted by
-``timbrescribe evaluate --system NAME`` to factories taking the number of CPU threads.
+``timbrescribe evaluate --system NAME`` to factories taking the number of CPU threads and a model
+path (None: the system's default model; a system that cannot load another one refuses a path).
 
 :class:`MidiDirectorySystem` is the other source of predictions: MIDI files already written, one per
 excerpt (``<piece>.mid`` for a full mix, ``<piece>__<part>+<part>.mid`` for a sub-mix, see
@@ -112,6 +113,24 @@ class BasicPitchSystem(System):
         return [Track(self.name, sorted(notes, key=lambda n: (n.onset, n.pitch)))]
 
 
+class TimbrescribeSystem(System):
+    """Our timbre-agnostic note model (onnxruntime) and decoder with the package's decoder
+    settings: one track holding every note, whatever ``n_tracks`` says. ``model_path``: an
+    exported network graph (None: the weights shipped in the package)."""
+
+    name = "timbrescribe"
+
+    def __init__(self, threads: int = 1, model_path: str | Path | None = None):
+        from timbrescribe.inference import AgnosticSession
+
+        self._session = AgnosticSession(model_path=model_path, threads=threads)
+
+    def predict(self, audio: np.ndarray, sr: int, n_tracks: int | None = None) -> list[Track]:
+        from timbrescribe.transcription import transcribe
+
+        return transcribe(audio, sr, session=self._session).tracks
+
+
 def _import_basic_pitch():
     """basic_pitch.inference and the path of its ONNX model; a UserError when it is missing."""
     try:
@@ -137,14 +156,22 @@ def _onnx_model(model_class, session):
     return model
 
 
-# name -> factory(threads) for `timbrescribe evaluate --system NAME`.
-SYSTEM_FACTORIES: dict[str, Callable[[int], System]] = {
-    BasicPitchSystem.name: BasicPitchSystem,
+def _basic_pitch(threads: int, model_path: str | Path | None) -> System:
+    if model_path is not None:
+        raise UserError("basic-pitch runs the model of its package: it takes no model path")
+    return BasicPitchSystem(threads)
+
+
+# name -> factory(threads, model_path) for `timbrescribe evaluate --system NAME`.
+SYSTEM_FACTORIES: dict[str, Callable[[int, str | Path | None], System]] = {
+    BasicPitchSystem.name: _basic_pitch,
+    TimbrescribeSystem.name: TimbrescribeSystem,
 }
 
 
-def make_system(name: str, threads: int) -> System:
-    """Build a registered system; an unknown name is a UserError listing the known ones."""
+def make_system(name: str, threads: int, model_path: str | Path | None = None) -> System:
+    """Build a registered system, with its own model unless ``model_path`` names another; an
+    unknown name is a UserError listing the known ones."""
     if name not in SYSTEM_FACTORIES:
         raise UserError(f"unknown system {name!r}; known systems: {', '.join(sorted(SYSTEM_FACTORIES))}")
-    return SYSTEM_FACTORIES[name](threads)
+    return SYSTEM_FACTORIES[name](threads, model_path)

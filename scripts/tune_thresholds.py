@@ -1,0 +1,104 @@
+"""Tune the decoder settings of an exported model on the VALIDATION data and write decoder.json.
+
+Sources, weighted equally: the synthetic validation set (--val) and the TRIOS dev set (--trios,
+full mixes). Objective and search: see timbrescribe.tuning. Activations are cached under --cache
+per model fingerprint, so a rerun with the same model only decodes and scores.
+
+Writes --out (DecoderSettings.to_json; read by timbrescribe.transcription) and, next to it,
+``<stem>.tuning.json``: the model, data, objective and scores the settings were chosen with.
+
+usage: python scripts/tune_thresholds.py [--model agnostic.onnx] [--out decoder.json]
+       [--cache DIR] [--val DIR] [--trios DIR] [--threads N] [--top N]
+"""
+import argparse
+import datetime
+import json
+import time
+from pathlib import Path
+
+from timbrescribe import tuning
+from timbrescribe.decode import DecoderSettings
+from timbrescribe.inference import DEFAULT_MODEL_PATH, AgnosticSession
+from timbrescribe.transcription import TUNED_DECODER_PATH
+
+ROOT = Path(__file__).resolve().parents[1]
+TRIOS = ROOT.parent / "shared" / "data" / "trios"
+SWEPT = [*tuning.COARSE_GRID, *tuning.SECONDARY_SWEEPS]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="network .onnx (default: shipped)")
+    parser.add_argument("--out", type=Path, default=TUNED_DECODER_PATH, help="decoder.json to write")
+    parser.add_argument("--cache", type=Path, default=ROOT / "out" / "tuning-cache", help="activation cache")
+    parser.add_argument("--val", type=Path, default=ROOT / "datasets" / "val", help="synthetic val set")
+    parser.add_argument("--trios", type=Path, default=TRIOS, help="TRIOS dev set")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the activations")
+    parser.add_argument("--top", type=int, default=10, help="trials to print")
+    return parser.parse_args()
+
+
+def scores_row(scores) -> dict:
+    return {"note_f": scores.note.f, "note_offset_f": scores.note_offset.f, "frame_f": scores.frame.f}
+
+
+def print_scores(label: str, per_source: dict) -> None:
+    for source, scores in per_source.items():
+        row = scores_row(scores)
+        print(f"  {label:9s} {source:14s} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    session = AgnosticSession(args.model, threads=args.threads)
+    cache_dir = args.cache / tuning.model_fingerprint(args.model)
+    recordings = [
+        *tuning.recordings(args.val, tuning.SYNTHETIC_SOURCE),
+        *tuning.recordings(args.trios, tuning.TRIOS_SOURCE),
+    ]
+    items = [tuning.cached_item(recording, session, cache_dir) for recording in recordings]
+    activations_s = time.perf_counter() - started
+    counts = {s: sum(item.source == s for item in items) for s in dict.fromkeys(i.source for i in items)}
+    print(f"{len(items)} recordings {counts}, activations in {activations_s:.1f} s (cache {cache_dir})")
+
+    search = tuning.Search(items, progress=lambda n: print(f"\r{n} settings scored", end="", flush=True))
+    best = tuning.tune(search)
+    search_s = time.perf_counter() - started - activations_s
+    print(f"\nsearch: {len(search.trials)} settings in {search_s:.1f} s")
+
+    print(f"top {args.top} by the objective ({tuning.OBJECTIVE}):")
+    for trial in search.ranked()[: args.top]:
+        per_source = " ".join(f"{s} {f:.4f}" for s, f in trial.source_f.items())
+        print(f"  {trial.objective:.4f}  {per_source}  {tuning.describe(trial.settings, SWEPT)}")
+
+    chosen, defaults = tuning.full_scores(items, best.settings), tuning.full_scores(items, DecoderSettings())
+    print(f"chosen: {tuning.describe(best.settings, SWEPT)}")
+    edges = tuning.edge_settings(search, SWEPT)
+    if edges:
+        print(f"WARNING: best value at the end of the range tried for {edges}: consider widening it")
+    print_scores("chosen", chosen)
+    print_scores("defaults", defaults)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    best.settings.to_json(args.out)
+    record = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"path": str(args.model), "fingerprint": cache_dir.name},
+        "data": {"synthetic-val": str(args.val), "trios": str(args.trios), "recordings": counts},
+        "objective": tuning.OBJECTIVE,
+        "objective_value": best.objective,
+        "settings": best.settings.to_dict(),
+        "settings_scored": len(search.trials),
+        "search_seconds": round(search_s, 1),
+        "at_range_edge": edges,
+        "chosen": {s: scores_row(v) for s, v in chosen.items()},
+        "defaults": {s: scores_row(v) for s, v in defaults.items()},
+    }
+    record_path = args.out.with_name(args.out.stem + ".tuning.json")
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out} and {record_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Decoder tuning: the search finds known thresholds on hand-built maps, sources weigh equally,
+activations are cached, and transcription loads the tuned settings."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from timbrescribe import transcription, tuning
+from timbrescribe.constants import MIDI_MIN, N_PITCHES, SAMPLE_RATE, frame_to_time
+from timbrescribe.decode import DecoderSettings
+from timbrescribe.notes import Note
+
+N_FRAMES = 400
+NOTE_FRAMES = 12  # 139 ms
+SHORT_FRAMES = 5  # 58 ms
+
+
+class Maps:
+    """Onset and frame maps built note by note, with the notes they should decode to."""
+
+    def __init__(self):
+        self.onset = np.zeros((N_PITCHES, N_FRAMES), np.float32)
+        self.frame = np.zeros((N_PITCHES, N_FRAMES), np.float32)
+        self.reference: list[Note] = []
+
+    def add(self, row, start, frames, onset_peak, frame_level, real):
+        """A note-like blob; ``real`` ones are reference notes. onset_peak 0: no onset peak."""
+        self.frame[row, start : start + frames] = frame_level
+        if onset_peak:
+            self.onset[row, start] = onset_peak
+            self.onset[row, [start - 1, start + 1]] = onset_peak / 2
+        if real:
+            self.reference.append(Note(frame_to_time(start), frame_to_time(start + frames), MIDI_MIN + row))
+        return self
+
+    def item(self, source="synthetic-val", name="x"):
+        return tuning.TuningItem(source, name, self.onset, self.frame, list(self.reference))
+
+
+def threshold_maps():
+    """Decoded exactly (F = 1) only with onset threshold in (0.4, 0.6], frame threshold in
+    (0.3, 0.5] and minimum length in (58, 139] ms, when inferred and leftover notes are off."""
+    maps = Maps()
+    for i in range(4):
+        maps.add(30 + i, 20 + 60 * i, NOTE_FRAMES, 0.6, 0.5, real=True)
+        maps.add(50 + i, 20 + 60 * i, NOTE_FRAMES, 0.4, 0.5, real=False)  # weak onset
+        maps.add(60 + i, 20 + 60 * i, NOTE_FRAMES, 0.6, 0.3, real=False)  # weak frame support
+        maps.add(70 + i, 20 + 60 * i, SHORT_FRAMES, 0.6, 0.5, real=False)  # too short
+    return maps
+
+
+PEAKS_ONLY = DecoderSettings(infer_onsets=False, leftover_notes=False)
+SMALL_GRID = {
+    "onset_threshold": (0.3, 0.5, 0.7),
+    "frame_threshold": (0.2, 0.4, 0.6),
+    "min_note_ms": (30.0, 90.0, 150.0),
+}
+
+
+def test_grid_search_finds_the_only_thresholds_that_decode_the_reference():
+    items = [threshold_maps().item("synthetic-val"), threshold_maps().item("trios")]
+    search = tuning.Search(items)
+    best = search.run(tuning.grid(PEAKS_ONLY, SMALL_GRID))
+    assert len(search.trials) == 27
+    assert (best.settings.onset_threshold, best.settings.frame_threshold, best.settings.min_note_ms) == (
+        0.5, 0.4, 90.0
+    )
+    assert best.source_f == pytest.approx({"synthetic-val": 1.0, "trios": 1.0})
+    assert best.objective == pytest.approx(1.0)
+    runner_up = search.ranked()[1]
+    assert runner_up.objective < 0.95
+
+
+def test_tune_refines_off_grid_and_sweeps_secondary_settings():
+    # True onsets peak at 0.55, weak ones at 0.45: only a threshold in (0.45, 0.55] is right, and
+    # neither the base nor the coarse grid (0.3, 0.7) has one. A strong frame run without an onset
+    # peak becomes a spurious leftover note unless leftover notes are switched off.
+    maps = Maps()
+    for i in range(4):
+        maps.add(30 + i, 20 + 60 * i, NOTE_FRAMES, 0.55, 0.5, real=True)
+        maps.add(50 + i, 20 + 60 * i, NOTE_FRAMES, 0.45, 0.5, real=False)
+    maps.add(70, 100, NOTE_FRAMES, 0.0, 0.8, real=False)
+    search = tuning.Search([maps.item()])
+    best = tuning.tune(
+        search,
+        base=dataclasses.replace(PEAKS_ONLY, onset_threshold=0.3, leftover_notes=True, leftover_threshold=0.6),
+        coarse={"onset_threshold": (0.3, 0.7)},
+        secondary={"leftover_notes": (True, False)},
+    )
+    assert best.settings.onset_threshold == pytest.approx(0.5)
+    assert best.settings.leftover_notes is False
+    assert best.objective == pytest.approx(1.0)
+
+
+def test_sources_weigh_equally_whatever_their_file_counts():
+    perfect = threshold_maps()
+    missed = threshold_maps()
+    missed.onset[:] = 0.0  # no onset peaks: with inferred and leftover notes off, nothing decodes
+    items = [perfect.item("synthetic-val", str(i)) for i in range(3)] + [missed.item("trios")]
+    trial = tuning.evaluate(items, dataclasses.replace(PEAKS_ONLY, onset_threshold=0.5, frame_threshold=0.4))
+    assert trial.source_f == pytest.approx({"synthetic-val": 1.0, "trios": 0.0})
+    assert trial.objective == pytest.approx(0.5)
+
+
+def test_full_scores_reports_all_three_metrics_per_source():
+    items = [threshold_maps().item("synthetic-val"), threshold_maps().item("trios")]
+    scores = tuning.full_scores(items, dataclasses.replace(PEAKS_ONLY, onset_threshold=0.5, frame_threshold=0.4))
+    assert list(scores) == ["synthetic-val", "trios"]
+    for per_source in scores.values():
+        assert per_source.note.f == pytest.approx(1.0)
+        assert per_source.note_offset.f == pytest.approx(1.0)
+        assert per_source.frame.f == pytest.approx(1.0)
+
+
+def test_refine_space_halves_the_spacing_around_the_best():
+    best = DecoderSettings(onset_threshold=0.2, frame_threshold=0.6, min_note_ms=90.0)
+    tried = {"onset_threshold": [0.1, 0.2, 0.4], "frame_threshold": [0.2, 0.4, 0.6], "min_note_ms": [90.0]}
+    assert tuning.refine_space(best, tried) == {
+        "onset_threshold": [0.15, 0.2, 0.3],
+        "frame_threshold": [0.5, 0.6],
+        "min_note_ms": [90.0],
+    }
+
+
+def test_edge_settings_flags_a_best_value_only_reached_at_the_end_of_its_range():
+    space = {"onset_threshold": (0.3, 0.5, 0.7), "frame_threshold": (0.2, 0.4, 0.6), "min_note_ms": (90.0,)}
+
+    def edges(onset_values):
+        search = tuning.Search([threshold_maps().item()])
+        search.run(tuning.grid(PEAKS_ONLY, {**space, "onset_threshold": onset_values}))
+        return tuning.edge_settings(search, space)
+
+    assert edges((0.3, 0.5, 0.7)) == []
+    assert edges((0.45, 0.5, 0.55)) == []  # all right: the first, 0.45, is kept, but 0.55 is as good
+    assert edges((0.3, 0.4, 0.5)) == ["onset_threshold"]  # only 0.5 is right
+
+
+def test_grid_skips_invalid_combinations():
+    settings = tuning.grid(DecoderSettings(), {"onset_threshold": (0.5, 1.5), "max_dip_frames": (0, 3)})
+    assert [(s.onset_threshold, s.max_dip_frames) for s in settings] == [(0.5, 0), (0.5, 3)]
+
+
+class CountingSession:
+    """Stands in for AgnosticSession: maps derived from the audio, calls counted."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def activations(self, audio):
+        self.calls += 1
+        onset = np.full((N_PITCHES, 7), audio[0], np.float32)
+        return onset, onset * 0.5
+
+
+def test_activations_are_computed_once_then_read_from_the_cache(tmp_path):
+    recording = tuning.Recording("trios", "piece", lambda: np.full(100, 0.25, np.float32), [Note(0.0, 1.0, 60)])
+    session = CountingSession()
+    first = tuning.cached_item(recording, session, tmp_path)
+    second = tuning.cached_item(recording, session, tmp_path)
+    assert session.calls == 1
+    assert (tmp_path / "trios" / "piece.npz").is_file()
+    np.testing.assert_array_equal(second.onset, first.onset)
+    np.testing.assert_array_equal(second.frame, np.full((N_PITCHES, 7), 0.125, np.float32))
+    assert second.reference == recording.reference and second.source == "trios"
+
+
+def test_model_fingerprint_covers_both_onnx_files(tmp_path):
+    network, energy = tmp_path / "m.onnx", tmp_path / "m.energy.onnx"
+    network.write_bytes(b"network")
+    energy.write_bytes(b"energy")
+    before = tuning.model_fingerprint(network)
+    energy.write_bytes(b"energy v2")
+    assert tuning.model_fingerprint(network) != before
+
+
+def test_recordings_merge_all_parts_of_each_mix(tmp_path):
+    (tmp_path / "examples").mkdir()
+    records = []
+    for index in range(2):
+        name = f"examples/{index:06d}"
+        mix_and_stems = np.stack([np.full(300, 0.1 * (index + 1)), np.full(300, -0.5), np.full(300, 0.5)], axis=1)
+        soundfile.write(str(tmp_path / f"{name}.flac"), mix_and_stems, SAMPLE_RATE, subtype="PCM_16")
+        np.savez(
+            tmp_path / f"{name}.npz",
+            note_part=np.array([0, 1]), note_onset=np.array([0.1, 0.2]), note_offset=np.array([0.5, 0.6]),
+            note_pitch=np.array([60, 64 + index]), note_velocity=np.array([80, 90]),
+        )
+        records.append({"id": index, "file": name, "names": ["violin", "flute"]})
+    (tmp_path / "manifest.json").write_text(json.dumps({"examples": records}))
+
+    found = tuning.recordings(tmp_path, tuning.SYNTHETIC_SOURCE)
+    assert [(r.source, r.name) for r in found] == [("synthetic-val", "000000"), ("synthetic-val", "000001")]
+    assert sorted(found[1].reference, key=lambda n: n.pitch) == [Note(0.1, 0.5, 60, 80), Note(0.2, 0.6, 65, 90)]
+    np.testing.assert_allclose(found[1].load_audio(), 0.2, atol=1e-4)  # channel 0, the mix
+
+
+def test_transcription_defaults_come_from_the_tuned_file_when_present(tmp_path, monkeypatch):
+    tuned = DecoderSettings(onset_threshold=0.37, frame_threshold=0.21, min_note_ms=55.0, max_dip_frames=3)
+    path = tmp_path / "decoder.json"
+    tuned.to_json(path)
+    assert transcription.package_decoder_settings(path) == tuned
+    assert transcription.package_decoder_settings(tmp_path / "missing.json") == DecoderSettings()
+
+    monkeypatch.setattr(transcription, "TUNED_DECODER_PATH", path)
+    assert transcription.decoder_settings() == tuned
+    assert transcription.decoder_settings(onset_threshold=0.6) == dataclasses.replace(tuned, onset_threshold=0.6)
+    monkeypatch.setattr(transcription, "TUNED_DECODER_PATH", tmp_path / "missing.json")
+    assert transcription.decoder_settings() == DecoderSettings()
