@@ -15,13 +15,11 @@ The synthetic test set is the validation recipe (held-out soundfont) under a see
 
 usage: python scripts/bench_agnostic.py [--model PATH] [--synthetic DIR] [--repeats N] [--json OUT]
 """
-from bench_basic_pitch import DEFAULT_DATASET, fastest_rtfs  # first: it limits numpy to one thread
+from bench_basic_pitch import DEFAULT_DATASET, fastest_rtfs, run_context, run_script  # first: it limits numpy to one thread
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -182,9 +180,7 @@ def main() -> int:
             "synthetic": {"path": str(args.synthetic.resolve()), "preset": manifest["preset"], "seed": manifest["seed"]},
             "repeats": args.repeats,
             "threads": args.threads,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-            "load_average": os.getloadavg(),
+            **run_context(),
         }
         report = {"settings": settings, "scores": scores, "rtf_best_of_repeats": speed, "long_file": rss}
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -194,8 +190,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as err:
-        print(f"bench_agnostic: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, "bench_agnostic")

@@ -44,6 +44,24 @@ def fastest_rtfs(system: BasicPitchSystem, excerpt: layout.Excerpt, repeats: int
     return {"wall": wall / seconds, "cpu": cpu / seconds, "audio_seconds": seconds}
 
 
+def run_context() -> dict:
+    """When and where a benchmark ran (timings are only comparable within one run)."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average": os.getloadavg(),
+    }
+
+
+def run_script(main, name: str) -> None:
+    """Run a benchmark's main(); a UserError becomes one line on stderr and exit status 2."""
+    try:
+        sys.exit(main())
+    except UserError as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=str(DEFAULT_DATASET), help="dataset folder (default: TRIOS)")
@@ -74,9 +92,7 @@ def main() -> int:
             "system": system.name,
             "submixes": args.submixes,
             "threads": 1,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-            "load_average": os.getloadavg(),
+            **run_context(),
         }
         report = harness.report(results, settings)
         report["best_of_repeats_rtf"] = {"repeats": args.repeats, "overall": overall, "excerpts": best}
@@ -86,8 +102,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as err:
-        print(f"bench_basic_pitch: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, "bench_basic_pitch")

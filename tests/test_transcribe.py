@@ -18,7 +18,7 @@ import soundfile
 from timbrescribe.audio import load_audio
 from timbrescribe.cli import main
 from timbrescribe.constants import SAMPLE_RATE, n_frames
-from timbrescribe.decode import DecoderSettings, decode_notes
+from timbrescribe.decode import decode_notes
 from timbrescribe.errors import UserError
 from timbrescribe.inference import AgnosticSession
 from timbrescribe.notes import Track
