@@ -16,11 +16,23 @@ COMMANDS = [
     (("transcribe",), "timbrescribe.transcribe_command", "transcribe audio files to MIDI"),
 ]
 
+GROUP_HELP = {
+    "data": "make synthetic training and validation data",
+    "train": "train the models",
+}
+EXAMPLES = """examples:
+  timbrescribe transcribe song.wav -o out/                 out/song.mid
+  timbrescribe transcribe recordings/ -o out/ --format midi,json,csv --plot
+  timbrescribe data render --preset smoke --out data/smoke
+  timbrescribe COMMAND --help                              options of one command"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="timbrescribe",
         description="Transcribe recordings of several instruments into MIDI, one track per instrument.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     top = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -29,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         for depth, word in enumerate(words[:-1]):
             key = " ".join(words[: depth + 1])
             if key not in groups:
-                group_parser = sub.add_parser(word, help=f"{word} commands")
+                group_parser = sub.add_parser(word, help=GROUP_HELP[key], description=GROUP_HELP[key])
                 groups[key] = group_parser.add_subparsers(dest=f"{word}_command", metavar="COMMAND")
                 group_parser.set_defaults(_group_parser=group_parser)
             sub = groups[key]

@@ -161,8 +161,9 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(f"timbrescribe: {path}: failed: {reason}", file=sys.stderr)
             else:
                 seconds = time.perf_counter() - started
+                hint = "" if result.notes else " (no pitched notes found: is the audio silent?)"
                 tqdm.write(
-                    f"{path}: {len(result.notes)} notes in {result.duration_s:.1f} s of audio, "
+                    f"{path}: {len(result.notes)} notes in {result.duration_s:.1f} s of audio{hint}, "
                     f"took {seconds:.1f} s -> {', '.join(str(p) for p in written)}",
                     file=sys.stdout,
                 )
