@@ -3,12 +3,10 @@ model (its notes are arbitrary, so the tests check plumbing and the decode path 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -20,12 +18,11 @@ from timbrescribe.cli import main
 from timbrescribe.constants import SAMPLE_RATE, n_frames
 from timbrescribe.decode import decode_notes
 from timbrescribe.errors import UserError
-from timbrescribe.inference import AgnosticSession
+from timbrescribe.inference import DEFAULT_MODEL_PATH, AgnosticSession
 from timbrescribe.notes import Track
 from timbrescribe.transcription import Transcription, decoder_settings, package_decoder_settings, transcribe
 
 FILE_RATE = 44100  # not the model's rate, so loading resamples
-DEFINING_MODULES = ("constants.py", "frontend.py", "model.py", "export.py")
 
 
 def _harmonic_tones(sr: int) -> np.ndarray:
@@ -41,25 +38,9 @@ def _harmonic_tones(sr: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def model_path(request, tmp_path_factory):
-    """A seeded untrained model exported to ONNX. Exporting takes tens of seconds, so the files are
-    kept in pytest's cache under a key of the code that defines them and reused while it is unchanged."""
-    torch = pytest.importorskip("torch")
-    import timbrescribe
-    from timbrescribe.export import export_agnostic_onnx
-    from timbrescribe.inference import energy_model_path
-    from timbrescribe.model import AgnosticModel
-
-    package = Path(timbrescribe.__file__).parent
-    code = b"".join((package / name).read_bytes() for name in DEFINING_MODULES) + torch.__version__.encode()
-    key = hashlib.sha256(code).hexdigest()[:16]
-    cache = getattr(request.config, "cache", None)
-    folder = cache.mkdir(f"untrained-agnostic-{key}") if cache else tmp_path_factory.mktemp("model")
-    path = folder / "untrained.onnx"
-    if not (path.is_file() and energy_model_path(path).is_file()):
-        torch.manual_seed(0)
-        export_agnostic_onnx(AgnosticModel(), path)
-    return path
+def model_path():
+    """The model shipped in the package (tests/test_shipped_model.py checks that it is there)."""
+    return DEFAULT_MODEL_PATH
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +231,11 @@ def test_cli_subprocess_and_api_run_without_torch(tmp_path, model_path, wav_path
     assert cli.returncode == 0, cli.stderr
     midi = pretty_midi.PrettyMIDI(str(out / "tones.mid"))
     assert sum(len(instrument.notes) for instrument in midi.instruments) == int(api.stdout)
+
+
+def test_shipped_model_hears_the_tones(session, wav_path):
+    """A3 at 0.1 s, then C#4 and E4 together at 1.0 s (default, tuned decoder settings)."""
+    notes = transcribe(wav_path, session=session).notes
+    for pitch, onset in ((57, 0.1), (61, 1.0), (64, 1.0)):
+        assert any(n.pitch == pitch and abs(n.onset - onset) < 0.05 for n in notes), (pitch, notes)
+    assert all(n.pitch in (57, 61, 64) for n in notes if n.offset - n.onset > 0.2), notes
