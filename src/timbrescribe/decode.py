@@ -154,12 +154,13 @@ def _bridge_dips(mask: np.ndarray, max_dip: int) -> np.ndarray:
     max_dip + 1 - a frames after it (1 <= a <= max_dip)."""
     n = mask.shape[1]
     padded = np.pad(mask, ((0, 0), (max_dip, max_dip)))  # False outside: edge gaps stay open
-    true_within_after = [np.zeros_like(mask)]  # [j]: a True among the j frames after each cell
-    for j in range(1, max_dip + 1):
-        true_within_after.append(true_within_after[-1] | padded[:, max_dip + j : max_dip + j + n])
+    true_within_after = np.zeros_like(mask)  # after step j: a True among the j frames after each cell
     bridged = mask.copy()
-    for a in range(1, max_dip + 1):
-        bridged |= padded[:, max_dip - a : max_dip - a + n] & true_within_after[max_dip + 1 - a]
+    # One running map instead of one per j keeps memory flat in max_dip (long files, large dips).
+    for j in range(1, max_dip + 1):
+        true_within_after |= padded[:, max_dip + j : max_dip + j + n]
+        a = max_dip + 1 - j
+        bridged |= padded[:, max_dip - a : max_dip - a + n] & true_within_after
     return bridged
 
 
