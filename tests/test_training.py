@@ -19,7 +19,6 @@ from timbrescribe.training.agnostic import (
     clip_scores,
     crop_batch,
     curriculum_frames,
-    keep_frontend_float32,
     load_checkpoint,
     save_checkpoint,
     train_loader,
@@ -183,7 +182,6 @@ def test_real_model_overfits_one_repeated_batch(smoke_data):
     dataset = ClipDataset(smoke_data, clip_frames=64, seed=0)
     batch = default_collate([dataset[0], dataset[1]])
     model = AgnosticModel()
-    keep_frontend_float32(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = [train_step(model, optimizer, batch, noise=0.0, grad_clip=1.0, bf16=True)["total"] for _ in range(15)]
     assert all(np.isfinite(losses))

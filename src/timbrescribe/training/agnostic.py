@@ -118,17 +118,11 @@ def add_noise(audio: torch.Tensor, max_level: float) -> torch.Tensor:
 # ---------------------------------------------------------------------------- training step
 
 
-def keep_frontend_float32(model) -> None:
-    """Make the fixed CQT front end ignore autocast: in bfloat16 its log power is off by up to 2
-    (natural log units), a shift the float32 inference path never sees. State dict unchanged."""
-    model.frontend.forward = torch.autocast("cpu", enabled=False)(model.frontend.forward)
-
-
 def train_step(model, optimizer, batch: dict, noise: float, grad_clip: float, bf16: bool = False) -> dict[str, float]:
     """One optimisation step on ``batch``; returns the losses before the update.
 
-    ``bf16`` runs the network under bfloat16 autocast (call keep_frontend_float32 first); the
-    losses, weights and optimiser stay float32.
+    ``bf16`` runs the network under bfloat16 autocast (the CQT front end keeps itself float32);
+    the losses, weights and optimiser stay float32.
     """
     model.train()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -270,7 +264,6 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     _seed_everything(config.seed)
     model = AgnosticModel()
-    keep_frontend_float32(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)
