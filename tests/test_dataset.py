@@ -7,8 +7,9 @@ import soundfile
 import torch
 
 from timbrescribe.constants import HOP, N_PITCHES
-from timbrescribe.data.dataset import FAMILY_INDEX, ClipDataset, load_notes
-from timbrescribe.data.engine import MANIFEST, render_dataset
+from timbrescribe.data.dataset import FAMILY_INDEX, ClipDataset
+from timbrescribe.data.storage import MANIFEST, load_notes
+from timbrescribe.data.engine import render_dataset
 from timbrescribe.data.labels import piano_rolls_from_arrays
 from timbrescribe.data.presets import PRESETS
 from timbrescribe.errors import UserError

@@ -8,7 +8,8 @@ import soundfile
 
 from timbrescribe.cli import main
 from timbrescribe.constants import SAMPLE_RATE
-from timbrescribe.data.engine import EXAMPLES_DIR, MANIFEST, make_example, read_record, render_dataset
+from timbrescribe.data.engine import make_example, read_record, render_dataset
+from timbrescribe.data.storage import EXAMPLES_DIR, MANIFEST
 from timbrescribe.data.instruments import FAMILIES, SOUNDFONTS, TRAIN_SOUNDFONTS, VALIDATION_SOUNDFONT
 from timbrescribe.data.presets import PRESETS, get_preset
 from timbrescribe.errors import UserError

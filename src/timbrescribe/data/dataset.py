@@ -1,7 +1,6 @@
 """PyTorch Dataset of random crops of rendered examples, with per-part piano-roll targets."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,26 +8,11 @@ import soundfile
 import torch
 
 from timbrescribe.constants import HOP, N_PITCHES
-from timbrescribe.data.engine import MANIFEST
 from timbrescribe.data.instruments import FAMILIES
 from timbrescribe.data.labels import piano_rolls_from_arrays
-from timbrescribe.errors import UserError
+from timbrescribe.data.storage import load_manifest, load_notes
 
 FAMILY_INDEX = {name: i for i, name in enumerate(sorted(FAMILIES))}
-
-
-def load_manifest(root: str | Path) -> dict:
-    """The manifest of a rendered dataset folder."""
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{path} not found: render the dataset first (timbrescribe data render)")
-    return json.loads(path.read_text())
-
-
-def load_notes(npz_path: Path) -> dict[str, np.ndarray]:
-    """Note arrays of an example: note_part, note_onset, note_offset, note_pitch, note_velocity."""
-    with np.load(npz_path) as data:
-        return {key: data[key] for key in data.files if key.startswith("note_")}
 
 
 class ClipDataset(torch.utils.data.Dataset):

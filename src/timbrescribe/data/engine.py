@@ -26,14 +26,13 @@ from timbrescribe.constants import SAMPLE_RATE
 from timbrescribe.data.augment import augment_stem, mix_stems
 from timbrescribe.data.instruments import SOUNDFONTS, choose_programs, family_of
 from timbrescribe.data.presets import Preset
+from timbrescribe.data.storage import EXAMPLES_DIR, MANIFEST, example_name
 from timbrescribe.data.render import SilentStemError, drop_inaudible_notes, render_part
 from timbrescribe.data.types import Part, Piece
 from timbrescribe.errors import UserError
 from timbrescribe.notes import Note
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-EXAMPLES_DIR = "examples"
 RELEASE_S = 0.75  # music stops this long before the example ends, leaving room for releases
 MIN_NOTE_S = 0.03  # notes cut shorter than this by the example end are dropped
 MAX_ATTEMPTS = 10  # redraws of an example whose parts came out silent
@@ -50,10 +49,6 @@ class Example:
     parts: list[Part]  # performed notes (the labels) and controls
     soundfonts: list[str]  # soundfont name per part
     source: str
-
-
-def example_name(index: int) -> str:
-    return f"{index:06d}"
 
 
 def _compose_music(preset: Preset, rng: np.random.Generator, programs: list[int], music_s: float) -> Piece:

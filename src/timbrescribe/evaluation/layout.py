@@ -176,8 +176,7 @@ def _unique_names(names: list[str]) -> list[str]:
 
 def read_synthetic_dataset(root: Path) -> list[SyntheticPiece]:
     """Every example of a dataset rendered by ``timbrescribe data render``, in id order."""
-    from timbrescribe.data.dataset import load_manifest, load_notes
-    from timbrescribe.data.engine import example_name
+    from timbrescribe.data.storage import example_name, load_manifest, load_notes
 
     pieces = []
     for record in load_manifest(root)["examples"]:
@@ -207,7 +206,7 @@ def read_synthetic_dataset(root: Path) -> list[SyntheticPiece]:
 def read_dataset(path: str | Path) -> list[Piece]:
     """Every piece of a dataset folder, sorted by name; a rendered synthetic dataset (one with
     a manifest) gives one piece per example."""
-    from timbrescribe.data.engine import MANIFEST
+    from timbrescribe.data.storage import MANIFEST
 
     root = Path(path)
     if not root.is_dir():
