@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/timbrescribe transcribe src/timbrescribe/examples/example.flac -o out/demo --format midi,json,csv --plot
+	$(BIN)/timbrescribe transcribe src/timbrescribe/examples/example.flac -o out/demo --instruments auto --format midi,json,csv --plot
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q

@@ -30,7 +30,7 @@ import soundfile  # noqa: E402
 
 from timbrescribe.errors import UserError  # noqa: E402
 from timbrescribe.evaluation import harness, layout  # noqa: E402
-from timbrescribe.evaluation.systems import BasicPitchSystem, System, TimbrescribeSystem  # noqa: E402
+from timbrescribe.evaluation.systems import BasicPitchSystem, System, TimbrescribeNotesSystem  # noqa: E402
 from timbrescribe.inference import DEFAULT_MODEL_PATH  # noqa: E402
 from timbrescribe.transcription import decoder_settings  # noqa: E402
 
@@ -43,7 +43,7 @@ METRICS = (("frame", "frame F"), ("note", "note F"), ("note_offset", "note+off F
 
 def make_systems(model: Path, threads: int) -> dict[str, System]:
     return {
-        TimbrescribeSystem.name: TimbrescribeSystem(threads=threads, model_path=model),
+        TimbrescribeNotesSystem.name: TimbrescribeNotesSystem(threads=threads, model_path=model),
         BasicPitchSystem.name: BasicPitchSystem(threads=threads),
     }
 
@@ -107,9 +107,9 @@ def long_file_rss(model: Path, excerpts: list[layout.Excerpt], minutes: float) -
         audio = Path(folder) / "long.wav"
         seconds = write_long_file(audio, excerpts, minutes)
         commands = {
-            TimbrescribeSystem.name: [
+            TimbrescribeNotesSystem.name: [
                 str(BIN / "timbrescribe"), "transcribe", str(audio), "-o", f"{folder}/ours",
-                "--threads", "1", "--model", str(model),
+                "--threads", "1", "--model", str(model), "--instruments", "1",
             ],
             BasicPitchSystem.name: [str(BIN / "basic-pitch"), f"{folder}/basic-pitch", str(audio)],
         }

@@ -1,12 +1,14 @@
 """Decoder tests on hand-built activation maps (DESIGN.md §5)."""
 import subprocess
 import sys
+import tracemalloc
 
 import mir_eval
 import numpy as np
 import pytest
 
 from timbrescribe.constants import MIDI_MIN, N_PITCHES, frame_to_time
+from timbrescribe import decode
 from timbrescribe.decode import DecoderSettings, decode_notes
 
 ONLY_PEAKS = DecoderSettings(infer_onsets=False, leftover_notes=False)
@@ -258,3 +260,39 @@ def test_settings_round_trip_through_json(tmp_path):
 def test_bad_settings_are_rejected(values):
     with pytest.raises(ValueError):
         DecoderSettings.from_dict(values)
+
+
+def noisy_maps(n_frames, seed):
+    """Random maps on which every rule fires many times: onset peaks and plateaus, runs with dips,
+    sharp and slow rises, weak and strong leftovers."""
+    rng = np.random.default_rng(seed)
+    onset = rng.uniform(0, 1, (N_PITCHES, n_frames)) ** 6
+    frame = np.repeat(rng.uniform(0, 1, (N_PITCHES, n_frames // 4)) ** 2, 4, axis=1)
+    return onset.astype(np.float32), frame.astype(np.float32)
+
+
+@pytest.mark.parametrize("rows_per_block", [1, 5, 83])
+def test_decoding_in_blocks_of_pitch_rows_gives_the_same_notes(monkeypatch, rows_per_block):
+    n_frames = 20000
+    onset, frame = noisy_maps(n_frames, seed=3)
+    settings = DecoderSettings(min_note_ms=30)
+    monkeypatch.setattr(decode, "BLOCK_CELLS", N_PITCHES * n_frames)  # one block of all rows
+    whole = decode_notes(onset, frame, settings)
+    monkeypatch.setattr(decode, "BLOCK_CELLS", rows_per_block * n_frames)
+    assert decode_notes(onset, frame, settings) == whole
+    assert len(whole) > 20000 and len({n.pitch for n in whole}) == N_PITCHES
+
+
+def test_decoding_a_long_file_needs_little_memory_beyond_the_maps():
+    n_frames = 310_000  # one hour
+    onset, frame = empty_maps(n_frames)
+    for row, start in zip(range(0, N_PITCHES, 3), range(1000, n_frames, 10_000)):
+        add_note(onset, frame, row, start, start + 5000)
+    tracemalloc.start()
+    try:
+        notes = decode_notes(onset, frame)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(notes) == 28
+    assert peak < 30e6  # bytes; all rows at once would take about 500 MB

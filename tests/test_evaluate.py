@@ -175,8 +175,45 @@ def test_harness_times_audio_systems(dataset: Path):
 def test_harness_passes_oracle_k_to_audio_systems(dataset: Path):
     excerpts = layout.excerpts(layout.read_dataset(dataset))
     (result,) = harness.evaluate(ConstantSystem(), excerpts, oracle_k=True, progress=False)
-    assert result.n_tracks == 2
+    assert result.n_tracks == 2 and result.k_exact
     assert result.separated.mean.note.f == pytest.approx(1.0)
+    assert harness.summarize([result])["mix"]["k_exact"] == 1.0
+    (guessed,) = harness.evaluate(ConstantSystem(), excerpts, oracle_k=False, progress=False)
+    assert guessed.n_tracks == 1 and not guessed.k_exact  # the duet estimated as a solo
+    assert harness.summarize([guessed])["mix"]["k_exact"] == 0.0
+    assert "1/2" in harness.format_table([guessed]) and "0%" in harness.format_table([guessed])
+
+
+def test_separating_systems_split_a_duet_of_distinct_timbres(tmp_path: Path):
+    """A real two-instrument clip (a rendered example of the held-out soundfont) through the shipped
+    separation model and the descriptor baseline, both with the true K: every note is assigned and
+    each system returns two named tracks."""
+    from timbrescribe.audio import load_audio
+
+    example = Path(__file__).resolve().parents[1] / "src" / "timbrescribe" / "examples" / "example.flac"
+    audio = load_audio(example)
+    for name in ("timbrescribe", "descriptor-baseline"):
+        tracks = make_system(name, threads=1).predict(audio, 22050, n_tracks=3)
+        assert [t.name for t in tracks] == ["instrument 1", "instrument 2", "instrument 3"]
+        assert sum(len(t.notes) for t in tracks) > 30
+
+
+def test_descriptors_are_finite_unit_vectors_and_read_harmonic_levels():
+    from timbrescribe.evaluation.descriptor_baseline import N_DESCRIPTORS, descriptor_vectors, note_descriptors
+    from timbrescribe.notes import Note
+
+    spectrum = np.full((288, 200), -20.0)
+    base = 3 * (48 - 24) + 1  # C3
+    spectrum[base, 10:100] = 0.0  # fundamental only: every harmonic 20 below it
+    spectrum[base + 36, 110:190] = 0.0  # C4 with a strong octave: its h=2 lies at bin base+72
+    spectrum[base + 72, 110:190] = -2.0
+    notes = [Note(10 / 86.1328125, 100 / 86.1328125, 48), Note(110 / 86.1328125, 190 / 86.1328125, 60)]
+    raw = note_descriptors(spectrum, notes)
+    assert raw.shape == (2, N_DESCRIPTORS)
+    assert raw[0, 0] == pytest.approx(-20.0) and raw[1, 0] == pytest.approx(-2.0)
+    vectors = descriptor_vectors(spectrum, notes)
+    assert np.all(np.isfinite(vectors)) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    assert descriptor_vectors(spectrum, []).shape == (0, N_DESCRIPTORS)
 
 
 @pytest.mark.slow

@@ -8,19 +8,26 @@ import sys
 import numpy as np
 import onnx
 import pytest
+import soundfile
+import soxr
 import torch
 
+from timbrescribe.audio import load_audio, open_audio
 from timbrescribe.constants import HOP, N_PITCHES, SAMPLE_RATE, n_frames
+from timbrescribe.decode import DecoderSettings, decode_notes
 from timbrescribe.errors import UserError
 from timbrescribe.export import export_agnostic_onnx
 from timbrescribe.inference import (
     CONTEXT_FRAMES,
     AgnosticSession,
     ModelNotFoundError,
+    SeparationSession,
     chunk_spans,
     energy_model_path,
 )
 from timbrescribe.model import AgnosticModel
+from timbrescribe.notes import Note
+from timbrescribe.pooling import CellStore, pool_dense
 
 
 def _music(seconds: float, seed: int = 7) -> np.ndarray:
@@ -63,7 +70,9 @@ def session(exported):
 def test_export_writes_two_checked_graphs_and_no_leftovers(exported):
     network_path, energy_path = exported[1]
     assert energy_path == energy_model_path(network_path) == network_path.with_name("agnostic.energy.onnx")
-    assert sorted(p.name for p in network_path.parent.iterdir()) == ["agnostic.energy.onnx", "agnostic.onnx"]
+    assert sorted(p.name for p in network_path.parent.iterdir()) == [
+        "agnostic.card.json", "agnostic.energy.onnx", "agnostic.onnx"
+    ]
     for path, inputs, outputs in (
         (network_path, ["audio", "energy_moments"], ["onset", "frame"]),
         (energy_path, ["audio"], ["energy"]),
@@ -183,17 +192,81 @@ print(int(status.split("VmHWM:")[1].split()[0]) // 1024)
 
 
 @pytest.mark.slow
-def test_timbrescribe_system_gives_one_track_of_the_transcribed_notes(exported):
+def test_timbrescribe_notes_system_gives_one_track_of_the_transcribed_notes(exported):
     from timbrescribe.evaluation import harness
     from timbrescribe.evaluation.systems import make_system
     from timbrescribe.transcription import transcribe
 
     model_path = exported[1][0]
-    system = make_system("timbrescribe", threads=1, model_path=model_path)
+    system = make_system("timbrescribe-notes", threads=1, model_path=model_path)
     harness.warm_up(system)  # a second of near-silent noise
     audio = _music(6.0, seed=5)
-    expected = transcribe(audio, SAMPLE_RATE, model_path=model_path).notes
+    expected = transcribe(audio, SAMPLE_RATE, model_path=model_path, instruments=1).notes
     assert expected
     for n_tracks in (None, 1, 3):  # timbre-agnostic: always one track
         (track,) = system.predict(audio, SAMPLE_RATE, n_tracks=n_tracks)
         assert track.notes == expected
+    with pytest.raises(UserError, match="no timbre embeddings"):
+        make_system("timbrescribe", threads=1, model_path=model_path)
+
+
+@pytest.mark.slow
+def test_separation_export_matches_torch_and_chunking(tmp_path):
+    """The separation graph: its embeddings equal torch's, and pooled note vectors from a chunked
+    run equal those of one pass over the file."""
+    from timbrescribe.export import export_separation_onnx
+    from timbrescribe.inference import SeparationSession
+    from timbrescribe.model import SeparationModel
+
+    torch.manual_seed(3)
+    model = SeparationModel().eval()
+    network, _ = export_separation_onnx(model, tmp_path / "separation.onnx")
+    session = SeparationSession(network, threads=1)
+    audio = _music(8.0, seed=2)
+    with torch.no_grad():
+        onset, frame, embedding = model(torch.from_numpy(audio)[None])
+    store = CellStore(0.0)
+    ort_onset, ort_frame = session.activations(audio, chunk_seconds=100.0, cells=store)
+    np.testing.assert_allclose(ort_frame, frame[0].numpy(), atol=1e-4)
+    notes = [Note(0.5, 1.5, 60), Note(2.0, 7.0, 45), Note(3.0, 3.2, 90)]
+    whole = pool_dense(embedding[0].numpy(), frame[0].numpy(), notes)
+    np.testing.assert_allclose(store.pool(notes, 12), whole, atol=2e-3)
+    chunked = CellStore(0.0)
+    session.activations(audio, chunk_seconds=2.0, cells=chunked)
+    np.testing.assert_allclose(chunked.pool(notes, 12), store.pool(notes, 12), atol=2e-3)
+
+
+def test_a_streamed_file_gives_the_maps_and_cells_of_its_samples(tmp_path):
+    # The shipped separation model (no export needed); a 44.1 kHz stereo file streamed in 1 s chunks.
+    music = soxr.resample(_music(5.0, seed=9), SAMPLE_RATE, 44100)
+    path = tmp_path / "music.wav"
+    soundfile.write(str(path), np.stack([music, 0.5 * music[::-1]], axis=1), 44100)
+    stream = open_audio(path)
+    samples = np.concatenate(list(stream.blocks()))
+    session = SeparationSession(threads=1)
+    results = []
+    for audio in (stream, samples):
+        cells = CellStore(0.05)
+        onset, frame = session.activations(audio, chunk_seconds=1.0, cells=cells)
+        results.append((onset, frame, cells))
+    (onset, frame, cells), (array_onset, array_frame, array_cells) = results
+    assert onset.shape == (N_PITCHES, n_frames(len(stream)))
+    np.testing.assert_array_equal(onset, array_onset)
+    np.testing.assert_array_equal(frame, array_frame)
+    assert cells.n_cells == array_cells.n_cells > 0
+    notes = decode_notes(onset, frame, DecoderSettings(onset_threshold=0.1, frame_threshold=0.1))
+    assert notes
+    np.testing.assert_array_equal(cells.pool(notes, 12), array_cells.pool(notes, 12))
+    # The whole-file load resamples in one run: the maps agree up to float rounding.
+    loaded_onset, loaded_frame = session.activations(load_audio(path), chunk_seconds=1.0)
+    np.testing.assert_allclose(onset, loaded_onset, atol=1e-5)
+    np.testing.assert_allclose(frame, loaded_frame, atol=1e-5)
+
+
+def test_a_file_cut_short_after_it_was_opened_is_a_user_error(tmp_path):
+    path = tmp_path / "music.wav"
+    soundfile.write(str(path), _music(3.0), SAMPLE_RATE)
+    stream = open_audio(path)
+    soundfile.write(str(path), _music(1.0), SAMPLE_RATE)
+    with pytest.raises(UserError, match="changed while it was being read"):
+        AgnosticSession(threads=1).activations(stream)

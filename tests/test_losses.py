@@ -85,3 +85,67 @@ def test_note_losses_use_head_specific_alphas():
     assert losses["onset"].item() == pytest.approx(ONSET_ALPHA * 0.5 * math.log(2.0), rel=1e-6)
     assert losses["frame"].item() == pytest.approx(FRAME_ALPHA * 0.5 * math.log(2.0), rel=1e-6)
     assert losses["total"].item() == pytest.approx(losses["onset"].item() + losses["frame"].item())
+
+
+# ---------------------------------------------------------------- timbre InfoNCE
+
+def _two_part_clip(t: int = 40):
+    """Per-part frame rolls (2, 84, t): part 0 on pitch rows 10..12, part 1 on rows 40..42."""
+    rolls = torch.zeros(2, 84, t)
+    rolls[0, 10:13] = 1.0
+    rolls[1, 40:43] = 1.0
+    return rolls
+
+
+def _embeddings_for(rolls: torch.Tensor, directions: list[int]) -> torch.Tensor:
+    """(1, 12, 84, t) unit embeddings: cells of part p point along axis directions[p]."""
+    embedding = torch.zeros(1, 12, 84, rolls.shape[-1])
+    embedding[0, 11] = 1.0  # background cells
+    for part, axis in enumerate(directions):
+        on = rolls[part] > 0
+        embedding[0, :, on] = 0.0
+        embedding[0, axis, on] = 1.0
+    return embedding
+
+
+def test_info_nce_is_low_for_separated_parts_and_high_for_swapped_labels():
+    from timbrescribe.training.losses import info_nce_from_labels, timbre_info_nce
+
+    rolls = _two_part_clip()
+    mask = torch.tensor([[True, True]])
+    separated = timbre_info_nce(_embeddings_for(rolls, [0, 1]), rolls[None], mask, 64, 200)
+    merged = timbre_info_nce(_embeddings_for(rolls, [0, 0]), rolls[None], mask, 64, 200)
+    assert separated < merged
+    # 100 candidates per part: an anchor has 99 positives, so the floor is log(99)
+    assert separated.item() == pytest.approx(math.log(99), abs=0.05)
+    labels = torch.arange(200) % 2
+    vectors = torch.nn.functional.one_hot(labels, 12).float()
+    right = info_nce_from_labels(vectors, labels, 64)
+    swapped = info_nce_from_labels(vectors, 1 - labels[torch.randperm(200, generator=torch.Generator().manual_seed(0))], 64)
+    assert right < swapped - 1.0
+
+
+def test_info_nce_skips_clips_without_contrast_and_keeps_a_gradient_path():
+    from timbrescribe.training.losses import timbre_info_nce
+
+    rolls = _two_part_clip()
+    embedding = _embeddings_for(rolls, [0, 1]).requires_grad_()
+    loss = timbre_info_nce(embedding, rolls[None], torch.tensor([[True, False]]))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert embedding.grad is not None
+
+
+def test_info_nce_memory_is_bounded_by_anchors_and_candidates():
+    from timbrescribe.training.losses import single_owner_cells, timbre_info_nce
+
+    rolls = torch.zeros(2, 84, 2000)
+    rolls[0, :40] = 1.0
+    rolls[1, 40:] = 1.0
+    rolls[1, 5, :10] = 1.0  # a shared cell has no single owner
+    cells, owners = single_owner_cells(rolls, torch.tensor([True, True]))
+    assert cells.shape[1] == 84 * 2000 - 10 and set(owners.tolist()) == {0, 1}
+    embedding = torch.nn.functional.normalize(torch.randn(1, 12, 84, 2000), dim=1)
+    # 168,000 cells: a full N x N similarity would need 113 GB; the sampled one is 64 x 512
+    loss = timbre_info_nce(embedding, rolls[None], torch.tensor([[True, True]]), 64, 512)
+    assert torch.isfinite(loss)

@@ -28,7 +28,7 @@ TICK_SECONDS = 60.0 / 120.0 / 480  # one MIDI tick at 120 bpm and 480 ticks per 
 @pytest.fixture
 def tracks() -> list[Track]:
     # Notes deliberately out of time order and at times that are not on the tick grid.
-    violin = Track("violin", [Note(1.2345, 1.9, 67, 80), Note(0.01, 0.6173, 64, 101)], program=40)
+    violin = Track("violin", [Note(1.2345, 1.9, 67, 80), Note(0.01, 0.6173, 64, 101)], program=40, confidence=0.8125)
     cello = Track("cello", [Note(0.5, 2.25, 43, 64), Note(0.0, 0.4999, 36, 127)], program=42)
     drums = Track("drums", [Note(0.25, 0.35, 38, 90)], is_drum=True)
     return [violin, cello, drums]
@@ -66,9 +66,9 @@ def test_json_has_stable_keys_and_all_notes(tmp_path, tracks):
     path = tmp_path / "song.json"
     write_json(tracks, path)
     document = json.loads(path.read_text(encoding="utf-8"))
-    assert document["format"] == "timbrescribe-notes" and document["version"] == 1
-    assert [(t["name"], t["program"], t["is_drum"]) for t in document["tracks"]] == [
-        ("violin", 40, False), ("cello", 42, False), ("drums", 0, True)
+    assert document["format"] == "timbrescribe-notes" and document["version"] == 2
+    assert [(t["name"], t["program"], t["is_drum"], t["confidence"]) for t in document["tracks"]] == [
+        ("violin", 40, False, 0.8125), ("cello", 42, False, None), ("drums", 0, True, None)
     ]
     for written, track in zip(document["tracks"], tracks):
         assert written["notes"] == [
@@ -82,7 +82,9 @@ def test_csv_has_header_and_one_row_per_note(tmp_path, tracks):
     write_csv(tracks, path)
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        assert tuple(reader.fieldnames) == CSV_COLUMNS == ("track", "onset", "offset", "pitch", "velocity")
+        assert tuple(reader.fieldnames) == CSV_COLUMNS == (
+            "track", "onset", "offset", "pitch", "velocity", "track_confidence"
+        )
         rows = list(reader)
     expected = [(t.name, n) for t in tracks for n in _in_time_order(t)]
     assert len(rows) == len(expected) == 5
@@ -90,6 +92,40 @@ def test_csv_has_header_and_one_row_per_note(tmp_path, tracks):
         assert row["track"] == name
         assert (float(row["onset"]), float(row["offset"])) == (note.onset, note.offset)
         assert (int(row["pitch"]), int(row["velocity"])) == (note.pitch, note.velocity)
+        assert row["track_confidence"] == ("0.8125" if name == "violin" else "")
+
+
+def _channels(path) -> list[set[int]]:
+    """MIDI channels (0-based) used by the note events of each track that has notes."""
+    import mido
+
+    return [
+        {message.channel for message in track if message.type == "note_on"}
+        for track in mido.MidiFile(str(path)).tracks
+        if any(message.type == "note_on" for message in track)
+    ]
+
+
+@pytest.mark.parametrize("k", [1, 3, 9, 15])
+def test_k_instrument_tracks_round_trip_on_distinct_channels_never_the_drum_channel(tmp_path, k):
+    tracks = [
+        Track(f"instrument {i + 1}", [Note(0.1 * i, 0.1 * i + 0.5, 90 - 2 * i, 80)], confidence=0.9)
+        for i in range(k)
+    ]
+    path = tmp_path / "k.mid"
+    write_midi(tracks, path)
+    midi = pretty_midi.PrettyMIDI(str(path))
+    assert [i.name for i in midi.instruments] == [f"instrument {i + 1}" for i in range(k)]
+    assert [i.notes[0].pitch for i in midi.instruments] == [90 - 2 * i for i in range(k)]
+    channels = _channels(path)
+    assert all(len(c) == 1 for c in channels) and len(set.union(*channels)) == k
+    assert 9 not in set.union(*channels)
+
+
+def test_more_pitched_tracks_than_midi_channels_is_refused(tmp_path):
+    tracks = [Track(f"t{i}", [Note(0.0, 1.0, 60)]) for i in range(16)]
+    with pytest.raises(ValueError, match="15 channels"):
+        write_midi(tracks, tmp_path / "x.mid")
 
 
 def test_empty_track_list_gives_valid_empty_files(tmp_path):

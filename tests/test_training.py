@@ -14,16 +14,14 @@ from timbrescribe.model import load_agnostic_model
 from timbrescribe.notes import Note
 from timbrescribe.training import commands
 from timbrescribe.training.agnostic import (
-    _Progress,
     add_noise,
     clip_scores,
     crop_batch,
     curriculum_frames,
-    load_checkpoint,
-    save_checkpoint,
     train_loader,
     train_step,
 )
+from timbrescribe.training.common import Progress, load_checkpoint, save_checkpoint
 from timbrescribe.training.commands import TrainConfig
 
 
@@ -125,7 +123,7 @@ def test_checkpoint_round_trip_restores_progress_and_rng(tmp_path):
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max")
     train_step(model, optimizer, _batch(), noise=0.01, grad_clip=1.0)
     config = TrainConfig(data=["a"], val="v", out=str(tmp_path))
-    save_checkpoint(tmp_path / "last.pt", model, optimizer, scheduler, _Progress(7, 12.5, 0.4), config)
+    save_checkpoint(tmp_path / "last.pt", model, optimizer, scheduler, Progress(7, 12.5, 0.4), config)
     expected_draw = torch.rand(3)
     expected_np = np.random.rand()
 
@@ -133,7 +131,7 @@ def test_checkpoint_round_trip_restores_progress_and_rng(tmp_path):
     restored_optimizer = torch.optim.AdamW(restored.parameters(), lr=0.01)
     restored_scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(restored_optimizer, mode="max")
     progress = load_checkpoint(tmp_path / "last.pt", restored, restored_optimizer, restored_scheduler)
-    assert progress == _Progress(7, 12.5, 0.4)
+    assert progress == Progress(7, 12.5, 0.4)
     assert torch.equal(torch.rand(3), expected_draw) and np.random.rand() == expected_np
     for name, value in model.state_dict().items():
         assert torch.equal(restored.state_dict()[name], value)
@@ -235,3 +233,43 @@ def test_cli_exports_best_model_to_onnx(smoke_data, tmp_path, capsys):
     assert _train(smoke_data, tmp_path / "run", "--steps", "1", "--export-onnx", str(onnx_path)) == 0
     assert onnx_path.is_file()
     assert f"ONNX models: {onnx_path}" in capsys.readouterr().out
+
+
+def _train_timbre(smoke_data, out, *options):
+    return cli.main([
+        "train", "timbre", "--data", str(smoke_data), "--val", str(smoke_data), "--out", str(out),
+        "--batch-size", "2", "--clip-frames", "64", "--val-examples", "3", "--val-every", "2",
+        "--checkpoint-every", "2", "--num-workers", "0", "--threads", "2", *options,
+    ])
+
+
+def test_timbre_cli_trains_checkpoints_resumes_and_exports(smoke_data, tmp_path, capsys):
+    from timbrescribe.model import load_timbre_branch
+
+    out = tmp_path / "timbre"
+    onnx_path = tmp_path / "separation.onnx"
+    assert _train_timbre(smoke_data, out, "--steps", "2") == 0
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    load_timbre_branch(out / "best.pt")
+    assert _train_timbre(smoke_data, out, "--steps", "4", "--export-onnx", str(onnx_path)) == 0  # resumes
+    printed = capsys.readouterr().out
+    assert "validation note accuracy" in printed and f"ONNX models: {onnx_path}" in printed
+    with (out / "train_log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [2, 4]
+    assert all(0 <= float(row["val_note_accuracy"]) <= 1 and np.isfinite(float(row["train_loss"])) for row in rows)
+    assert torch.load(out / "last.pt", weights_only=False)["progress"]["step"] == 4
+
+
+def test_timbre_remixed_clips_drop_parts_and_their_targets(smoke_data):
+    from timbrescribe.data.dataset import ClipDataset
+
+    dataset = ClipDataset(smoke_data, clip_frames=64, seed=0, remix=True, min_parts=1)
+    plain = ClipDataset(smoke_data, clip_frames=64, seed=0)
+    for index in range(len(dataset)):
+        item, full = dataset[index], plain[index]
+        n_parts = int(full["part_mask"].sum())
+        kept = item["part_mask"]
+        assert 1 <= int(kept.sum()) <= n_parts
+        assert not item["frame"][~kept].any()  # dropped parts have no targets
+        assert torch.equal(item["frame"][kept], full["frame"][kept])

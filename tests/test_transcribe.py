@@ -1,5 +1,6 @@
-"""Python API transcribe() and the ``timbrescribe transcribe`` command, on an untrained exported
-model (its notes are arbitrary, so the tests check plumbing and the decode path exactly)."""
+"""Python API transcribe() and the ``timbrescribe transcribe`` command on the shipped separation model
+(with thresholds that make it find notes even where it should not, so the tests check plumbing and
+the decode path exactly)."""
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,8 @@ from timbrescribe.cli import main
 from timbrescribe.constants import SAMPLE_RATE, n_frames
 from timbrescribe.decode import decode_notes
 from timbrescribe.errors import UserError
-from timbrescribe.inference import DEFAULT_MODEL_PATH, AgnosticSession
-from timbrescribe.notes import Track
+from timbrescribe.inference import DEFAULT_MODEL_PATH, SEPARATION_MODEL_PATH, AgnosticSession, SeparationSession
+from timbrescribe.outputs import sorted_notes
 from timbrescribe.transcription import Transcription, decoder_settings, package_decoder_settings, transcribe
 
 FILE_RATE = 44100  # not the model's rate, so loading resamples
@@ -39,8 +40,8 @@ def _harmonic_tones(sr: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model_path():
-    """The model shipped in the package (tests/test_shipped_model.py checks that it is there)."""
-    return DEFAULT_MODEL_PATH
+    """The separation model shipped in the package (tests/test_shipped_model.py checks it)."""
+    return SEPARATION_MODEL_PATH
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def wav_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def session(model_path):
-    return AgnosticSession(model_path=model_path, threads=1)
+    return SeparationSession(model_path=model_path, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_notes_are_the_decoder_output_on_the_session_activations(session, wav_pa
     assert len(expected) > 0
     assert isinstance(result, Transcription)
     assert result.notes == expected
-    assert result.tracks == [Track("notes", expected)]
+    assert sorted_notes([n for t in result.tracks for n in t.notes]) == sorted_notes(expected)
     assert result.onset.shape == result.frame.shape == (84, n_frames(len(samples)))
     np.testing.assert_array_equal(result.frame, frame)
     assert result.duration_s == pytest.approx(2.0, abs=1e-3)
@@ -129,8 +130,8 @@ def test_cli_writes_every_format_with_the_same_notes(tmp_path, model_path, wav_p
     )
     assert status == 0
     assert sorted(p.name for p in out.iterdir()) == ["tones.csv", "tones.json", "tones.mid", "tones.png"]
-    midi_notes = pretty_midi.PrettyMIDI(str(out / "tones.mid")).instruments[0].notes
-    json_notes = json.loads((out / "tones.json").read_text())["tracks"][0]["notes"]
+    midi_notes = [n for i in pretty_midi.PrettyMIDI(str(out / "tones.mid")).instruments for n in i.notes]
+    json_notes = [n for track in json.loads((out / "tones.json").read_text())["tracks"] for n in track["notes"]]
     with open(out / "tones.csv", newline="") as handle:
         csv_rows = list(csv.DictReader(handle))
     assert len(midi_notes) == len(json_notes) == len(csv_rows) > 0
@@ -186,7 +187,11 @@ def test_cli_missing_input_fails_before_any_output(tmp_path, model_path, capsys)
      (["--min-note-ms", "-5"], "minimum note length must be a positive"),
      (["--format", "midi,mp3"], "--format: expected"),
      (["--threads", "0"], "--threads must be at least 1"),
-     (["--model", "missing.onnx"], "model file not found: missing.onnx")],
+     (["--model", "missing.onnx"], "model file not found: missing.onnx"),
+     (["--instruments", "0"], "instruments must be 'auto' or a whole number from 1 to 15, got 0"),
+     (["-k", "two"], "instruments must be 'auto' or a whole number from 1 to 15, got 'two'"),
+     (["-k", "16"], "got 16"),
+     (["--model", str(DEFAULT_MODEL_PATH)], "gives no timbre embeddings")],
 )
 def test_cli_bad_option_values(tmp_path, model_path, wav_path, capsys, options, message):
     out = tmp_path / "out"
@@ -239,3 +244,43 @@ def test_shipped_model_hears_the_tones(session, wav_path):
     for pitch, onset in ((57, 0.1), (61, 1.0), (64, 1.0)):
         assert any(n.pitch == pitch and abs(n.onset - onset) < 0.05 for n in notes), (pitch, notes)
     assert all(n.pitch in (57, 61, 64) for n in notes if n.offset - n.onset > 0.2), notes
+
+
+def test_one_instrument_runs_the_note_model_alone_and_gives_one_track(wav_path):
+    result = transcribe(wav_path, instruments=1)
+    assert [t.name for t in result.tracks] == ["notes"] and result.tracks[0].notes == result.notes
+    assert result.tracks[0].confidence is None and not result.instruments_estimated
+    with pytest.raises(UserError, match="no timbre embeddings"):
+        transcribe(wav_path, session=AgnosticSession(threads=1))
+    assert len(transcribe(wav_path, session=AgnosticSession(threads=1), instruments=1).notes) == len(result.notes)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_given_k_gives_k_tracks_named_and_ordered_by_pitch(session, wav_path, k):
+    result = transcribe(wav_path, session=session, instruments=k)
+    assert [t.name for t in result.tracks] == [f"instrument {i}" for i in range(1, k + 1)]
+    assert sorted_notes([n for t in result.tracks for n in t.notes]) == sorted_notes(result.notes)
+    filled = [t for t in result.tracks if t.notes]
+    means = [np.mean([n.pitch for n in t.notes]) for t in filled]
+    assert means == sorted(means, reverse=True) and filled == result.tracks[: len(filled)]
+    assert all(0 < t.confidence <= 1 for t in filled) and not result.instruments_estimated
+    if k > len(result.notes):  # fewer notes than instruments: the rest are empty tracks
+        assert len(filled) == len(result.notes)
+
+
+def test_estimated_k_is_flagged_and_silence_gives_one_empty_track(session):
+    silent = transcribe(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE, session=session)
+    assert silent.instruments_estimated and [(t.name, t.notes) for t in silent.tracks] == [("instrument 1", [])]
+
+
+@pytest.mark.parametrize("value, expected", [("auto", None), ("AUTO", None), (3, 3), ("3", 3), (1, 1), ("15", 15)])
+def test_instruments_values(value, expected):
+    from timbrescribe.transcription import parse_instruments
+
+    assert parse_instruments(value) == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, 16, "0", "2.5", 2.0, True, None, "many", ""])
+def test_bad_instruments_values_are_user_errors(session, wav_path, value):
+    with pytest.raises(UserError, match="instruments must be 'auto' or a whole number"):
+        transcribe(wav_path, session=session, instruments=value)

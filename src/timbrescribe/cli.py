@@ -13,6 +13,7 @@ COMMANDS = [
     (("data", "render"), "timbrescribe.data.commands", "render a synthetic multi-instrument dataset"),
     (("evaluate",), "timbrescribe.evaluation.commands", "score predicted notes against a dataset"),
     (("train", "agnostic"), "timbrescribe.training.commands", "train the timbre-agnostic note model"),
+    (("train", "timbre"), "timbrescribe.training.timbre_command", "train the timbre branch that separates instruments"),
     (("transcribe",), "timbrescribe.transcribe_command", "transcribe audio files to MIDI"),
 ]
 

@@ -20,6 +20,9 @@ HARMONIC_SHIFTS = (-36, 0, 36, 57, 72, 84, 93, 101)
 N_HARMONICS = len(HARMONIC_SHIFTS)
 N_STACKED_BINS = N_PITCHES * BINS_PER_SEMITONE  # 252
 
+# Size of the timbre embedding of every pitch-time cell (DESIGN.md §3: 16 gave nothing over 12).
+EMBEDDING_DIM = 12
+
 # Smallest energy offset that stays non-zero in float32 browser runtimes (DESIGN.md §2).
 LOG_EPS = 1.01e-8
 

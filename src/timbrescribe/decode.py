@@ -16,25 +16,32 @@ A decoded note spanning frames [s, e) has onset frame_to_time(s) and offset fram
 4. Notes shorter than min_note_ms are dropped. Velocity = round(127 x mean frame activation over
    the note), clipped to 1..127.
 
-numpy/scipy only: this runs on the onnxruntime inference path, without torch.
+As pitches do not interact, the maps are decoded a block of pitch rows at a time: the temporaries
+of a long file stay bounded (BLOCK_CELLS) and the notes are the same as from all rows at once.
+
+numpy only: this runs on the onnxruntime inference path, without torch (or scipy).
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d
 
 from timbrescribe.constants import FRAME_RATE, MIDI_MIN, N_PITCHES, frame_to_time
 from timbrescribe.notes import Note
+from timbrescribe.settings_file import JsonSettings
+
+# Map cells (pitch rows x frames) decoded together, in whole rows: at least one row, all 84 for
+# files up to 36 s. A block's temporaries take about 30 bytes per cell.
+BLOCK_CELLS = 1 << 18
 
 
 @dataclass(frozen=True)
-class DecoderSettings:
+class DecoderSettings(JsonSettings):
     """Thresholds and switches of decode_notes (tuned values live in a JSON file)."""
+
+    kind = "decoder settings"
 
     onset_threshold: float = 0.5  # an onset-map peak must reach this to start a note
     frame_threshold: float = 0.3  # a note lasts while the frame map is at or above this
@@ -59,27 +66,6 @@ class DecoderSettings:
         """Fewest frames a kept note spans."""
         return max(1, math.ceil(self.min_note_ms * FRAME_RATE / 1000.0 - 1e-9))
 
-    @classmethod
-    def from_dict(cls, values: dict) -> DecoderSettings:
-        """Settings from a dict; unknown keys are an error (a typo must not pass silently)."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown decoder settings: {sorted(unknown)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        """Settings as a plain dict (JSON-ready)."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> DecoderSettings:
-        """Settings read from a JSON object file; missing keys keep their defaults."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    def to_json(self, path: str | Path) -> None:
-        """Write the settings as a JSON object file."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
 
 def decode_notes(
     onset: np.ndarray, frame: np.ndarray, settings: DecoderSettings = DecoderSettings()
@@ -97,6 +83,20 @@ def decode_notes(
     for name, values in (("onset", onset), ("frame", frame)):
         if not (values.min() >= 0.0 and values.max() <= 1.0):  # also catches NaN
             raise ValueError(f"{name} activations must be probabilities in [0, 1] (logits? NaN?)")
+    rows = max(1, BLOCK_CELLS // onset.shape[1])
+    blocks = [
+        _decode_rows(onset[first : first + rows], frame[first : first + rows], settings, first)
+        for first in range(0, N_PITCHES, rows)
+    ]
+    row, start, end, velocity = (np.concatenate(parts) for parts in zip(*blocks))
+    return _to_notes(row, start, end, velocity)
+
+
+def _decode_rows(
+    onset: np.ndarray, frame: np.ndarray, settings: DecoderSettings, first_row: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pitch row, start frame, end frame and velocity of the notes in the rows of the maps, which
+    are rows first_row, first_row + 1, ... of the whole maps."""
     active = frame >= settings.frame_threshold
     sounding = _bridge_dips(active, settings.max_dip_frames)
     candidates = _onset_peaks(onset, settings.onset_threshold)
@@ -121,7 +121,9 @@ def decode_notes(
         start = np.concatenate([start, lo_start[strong]])
         end = np.concatenate([end, lo_end[strong]])
 
-    return _to_notes(pitch, start, end, frame)
+    mean = _span_reduce(np.add, frame, pitch, start, end) / (end - start)
+    velocity = np.clip(np.rint(127.0 * mean), 1, 127).astype(int)
+    return pitch + first_row, start, end, velocity
 
 
 def _onset_peaks(onset: np.ndarray, threshold: float) -> np.ndarray:
@@ -141,10 +143,17 @@ def _inferred_onsets(
     before = np.pad(frame, ((0, 0), (1, 0)))[:, :-1]
     after = np.pad(frame, ((0, 0), (0, 1)), mode="edge")[:, 1:]
     sharp = np.maximum(frame, after) - before >= settings.rise_threshold
-    near_peak = maximum_filter1d(
-        peaks.view(np.uint8), size=2 * settings.inferred_onset_gap + 1, axis=1, mode="constant"
-    ).astype(bool)
-    return starts & sharp & ~near_peak
+    return starts & sharp & ~_near(peaks, settings.inferred_onset_gap)
+
+
+def _near(mask: np.ndarray, reach: int) -> np.ndarray:
+    """Cells with a True cell of their row at most ``reach`` frames away (itself included)."""
+    n = mask.shape[1]
+    padded = np.pad(mask, ((0, 0), (reach, reach)))  # False outside the map
+    near = np.zeros_like(mask)
+    for shift in range(2 * reach + 1):
+        near |= padded[:, shift : shift + n]
+    return near
 
 
 def _bridge_dips(mask: np.ndarray, max_dip: int) -> np.ndarray:
@@ -202,10 +211,8 @@ def _cover(row: np.ndarray, start: np.ndarray, end: np.ndarray, shape: tuple) ->
     return covered.reshape(shape)
 
 
-def _to_notes(row: np.ndarray, start: np.ndarray, end: np.ndarray, frame: np.ndarray) -> list[Note]:
-    """Notes for the spans, velocity from the mean frame activation, sorted by (onset, pitch)."""
-    mean = _span_reduce(np.add, frame, row, start, end) / (end - start)
-    velocity = np.clip(np.rint(127.0 * mean), 1, 127).astype(int)
+def _to_notes(row: np.ndarray, start: np.ndarray, end: np.ndarray, velocity: np.ndarray) -> list[Note]:
+    """Notes for the spans with their velocities, sorted by (onset, pitch)."""
     order = np.lexsort((row, start))
     return [
         Note(on, off, pitch, vel)

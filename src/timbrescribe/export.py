@@ -1,14 +1,19 @@
-"""ONNX export of the agnostic model for chunked onnxruntime inference (see inference.py).
+"""ONNX export of the agnostic and separation models for chunked onnxruntime inference (see
+inference.py).
 
-Two graphs, both with dynamic batch and length:
+Two graphs per model, both with dynamic batch and length:
 - network: audio (B, n) float32 at 22050 Hz + energy_moments (B, 3) = [frame count, Σ E, Σ E²]
-  of the whole file's per-frame CQT energies -> onset, frame probabilities (B, 84, n_frames(n)).
+  of the whole file's per-frame CQT energies -> onset, frame probabilities (B, 84, n_frames(n)),
+  and for the separation model embedding (B, 12, 84, n_frames(n)) unit vectors.
   The guarded statistic log(s) is computed inside the graph from the moments, so its formula
   exists once (frontend.log_scale_from_moments) and chunks only need to add their moments.
 - energy: audio (B, n) -> per-frame energy (B, n_frames(n)): the CQT alone, cheap for pass 1.
+Beside them, ``<name>.card.json`` (model_card) states what another runtime (the browser) needs to
+run them: rates, pitch grid, chunking context, input/output names and where the tuned settings are.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,13 +22,13 @@ from torch import nn
 
 from timbrescribe.frontend import CQT, frame_energy, log_scale_from_moments
 from timbrescribe.inference import energy_model_path
-from timbrescribe.model import AgnosticModel
+from timbrescribe.model import AgnosticModel, SeparationModel
 
 _EXAMPLE_SAMPLES = 30000
 
 
 class _NetworkGraph(nn.Module):
-    def __init__(self, model: AgnosticModel) -> None:
+    def __init__(self, model: AgnosticModel | SeparationModel) -> None:
         super().__init__()
         self.model = model
 
@@ -43,19 +48,72 @@ class _EnergyGraph(nn.Module):
 def export_agnostic_onnx(model: AgnosticModel, path: str | Path) -> tuple[Path, Path]:
     """Write the network graph to ``path`` and the energy graph beside it (energy_model_path);
     returns both paths. The model is exported in eval mode and left in the mode it had."""
+    return _export(model, model.frontend.cqt, ["onset", "frame"], path)
+
+
+def export_separation_onnx(model: SeparationModel, path: str | Path) -> tuple[Path, Path]:
+    """Like export_agnostic_onnx, with a third output ``embedding`` from the timbre branch."""
+    return _export(model, model.agnostic.frontend.cqt, ["onset", "frame", "embedding"], path)
+
+
+def _export(model: nn.Module, cqt: CQT, outputs: list[str], path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
     was_training = model.training
     model.eval()
     try:
-        audio = torch.zeros(1, _EXAMPLE_SAMPLES)
-        moments = torch.tensor([[1.0, 1.0, 1.0]])
+        # A batch of two: an example batch of one lets the exporter specialise the batch size to 1.
+        audio = torch.zeros(2, _EXAMPLE_SAMPLES)
+        moments = torch.ones(2, 3)
         network = _NetworkGraph(model).eval()
-        _write_onnx(network, (audio, moments), ["audio", "energy_moments"], ["onset", "frame"], path)
+        _write_onnx(network, (audio, moments), ["audio", "energy_moments"], outputs, path)
         energy_path = energy_model_path(path)
-        _write_onnx(_EnergyGraph(model.frontend.cqt).eval(), (audio,), ["audio"], ["energy"], energy_path)
+        _write_onnx(_EnergyGraph(cqt).eval(), (audio,), ["audio"], ["energy"], energy_path)
     finally:
         model.train(was_training)
+    card = model_card(path, outputs)
+    card_path = card_path_for(path)
+    tmp = card_path.with_name(f".{card_path.name}.tmp")
+    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    os.replace(tmp, card_path)
     return path, energy_path
+
+
+def card_path_for(network_path: str | Path) -> Path:
+    """``<name>.card.json`` beside ``<name>.onnx``."""
+    return Path(network_path).with_suffix(".card.json")
+
+
+def model_card(network_path: str | Path, outputs: list[str]) -> dict:
+    """The constants and names a runtime needs to run an exported model the way inference.py does."""
+    from timbrescribe import constants
+    from timbrescribe.inference import (
+        CONTEXT_FRAMES, DEFAULT_CHUNK_SECONDS, SEPARATION_CHUNK_SECONDS, SHORT_FILE_CHUNK_SECONDS, SHORT_FILE_SECONDS,
+    )
+    from timbrescribe.transcription import CELL_FLOOR_RATIO, TUNED_CLUSTERING_PATH, TUNED_DECODER_PATH
+
+    network_path = Path(network_path)
+    card = {
+        "format": "timbrescribe-model-card",
+        "version": 1,
+        "network": network_path.name,
+        "energy": energy_model_path(network_path).name,
+        "inputs": {"audio": "float32 (1, n) mono at sample_rate",
+                   "energy_moments": "float32 (1, 3): [frame count, sum E, sum E^2] of the whole file"},
+        "outputs": outputs,
+        "sample_rate": constants.SAMPLE_RATE,
+        "hop": constants.HOP,
+        "midi_min": constants.MIDI_MIN,
+        "n_pitches": constants.N_PITCHES,
+        "context_frames": CONTEXT_FRAMES,
+        "chunk_seconds": SEPARATION_CHUNK_SECONDS if "embedding" in outputs else DEFAULT_CHUNK_SECONDS,
+        "short_file_seconds": SHORT_FILE_SECONDS,
+        "short_file_chunk_seconds": SHORT_FILE_CHUNK_SECONDS,
+        "decoder_settings": TUNED_DECODER_PATH.name,
+    }
+    if "embedding" in outputs:
+        card |= {"embedding_dim": constants.EMBEDDING_DIM, "clustering_settings": TUNED_CLUSTERING_PATH.name,
+                 "cell_floor_ratio": CELL_FLOOR_RATIO}
+    return card
 
 
 def _write_onnx(

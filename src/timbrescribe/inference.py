@@ -1,12 +1,15 @@
-"""Chunked onnxruntime inference of the agnostic note model (numpy + onnxruntime only, no torch).
+"""Chunked onnxruntime inference of the exported models (numpy + onnxruntime only, no torch).
 
-The exported model is two ONNX files (see export.py):
-- ``agnostic.onnx``: audio (1, n) + energy_moments (1, 3) -> onset, frame (1, 84, n_frames(n)).
-- ``agnostic.energy.onnx``: audio (1, n) -> per-frame CQT energy (1, n_frames(n)), no network.
+An exported model is two ONNX files (see export.py):
+- ``<name>.onnx``: audio (1, n) + energy_moments (1, 3) -> onset, frame (1, 84, n_frames(n)) and,
+  for the separation model, embedding (1, 12, 84, n_frames(n));
+- ``<name>.energy.onnx``: audio (1, n) -> per-frame CQT energy (1, n_frames(n)), no network.
 
 Pass 1 sums [count, Σ E, Σ E²] of the whole file chunk by chunk; pass 2 runs the network on
 overlapping chunks with that file statistic and keeps the centre of each. Memory is bounded by the
 chunk size, not the file length, and the result equals one whole-file run up to float rounding.
+Embeddings never exist for the whole file: each chunk's sounding cells go to a CellStore
+(pooling.py) and the rest is dropped.
 """
 from __future__ import annotations
 
@@ -15,11 +18,25 @@ from pathlib import Path
 
 import numpy as np
 
-from timbrescribe.constants import FRAME_RATE, HOP, N_PITCHES, n_frames
+from timbrescribe.audio import AudioStream
+from timbrescribe.constants import FRAME_RATE, HOP, N_PITCHES, SAMPLE_RATE, n_frames
 from timbrescribe.errors import UserError
+from timbrescribe.pooling import CellStore
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "agnostic.onnx"
-DEFAULT_CHUNK_SECONDS = 15.0  # ≈ 230 MB peak RSS for a 10-minute file, 15 % context overhead
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL_PATH = WEIGHTS_DIR / "agnostic.onnx"
+SEPARATION_MODEL_PATH = WEIGHTS_DIR / "separation.onnx"
+EMBEDDING_OUTPUT = "embedding"
+# Audio kept per chunk: onnxruntime's working memory grows with it, the context overhead shrinks.
+# Note model: 6 s take about 35 MB (15 s: 90 MB) for 10 % more CPU time (context overhead 37 %).
+# Separation model: 3 s take about 65 MB (15 s: 200 MB) for 45 % more CPU time. These sizes keep
+# a 60-minute file under 400 MB beside its whole-file onset and frame maps (2 x 104 MB).
+DEFAULT_CHUNK_SECONDS = 6.0
+SEPARATION_CHUNK_SECONDS = 3.0
+# Files up to this long are cut into SHORT_FILE_CHUNK_SECONDS chunks instead: their maps are small,
+# so memory allows longer chunks, which spend less time on context (15 % instead of 37 % / 74 %).
+SHORT_FILE_SECONDS = 600.0
+SHORT_FILE_CHUNK_SECONDS = 15.0
 
 # Frames of context on each side of a chunk's kept centre. A frame depends on input up to 86
 # frames away: the lowest CQT kernel spans ±138 samples at 1/128 of the rate (±69 frames), the
@@ -36,7 +53,11 @@ def energy_model_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".energy.onnx")
 
 
-def chunk_spans(total_frames: int, chunk_frames: int) -> Iterator[tuple[int, int, int, int]]:
+# (first, end, keep_first, keep_end) frames of a chunk, see chunk_spans.
+Span = tuple[int, int, int, int]
+
+
+def chunk_spans(total_frames: int, chunk_frames: int) -> Iterator[Span]:
     """(first, end) frames computed and (keep_first, keep_end) frames kept, per chunk: the kept
     ranges tile [0, total_frames); each computed range adds up to CONTEXT_FRAMES on both sides."""
     for keep_first in range(0, total_frames, chunk_frames):
@@ -47,13 +68,17 @@ def chunk_spans(total_frames: int, chunk_frames: int) -> Iterator[tuple[int, int
 
 
 class AgnosticSession:
-    """onnxruntime sessions of the exported agnostic model. ``model_path`` defaults to the weights
-    shipped in the package; ``threads`` sets onnxruntime's intra-op threads (None: its default)."""
+    """onnxruntime sessions of an exported model. ``model_path`` defaults to the agnostic weights
+    shipped in the package; ``threads`` sets onnxruntime's intra-op threads (None: its default).
+    ``has_embeddings`` tells whether the model also gives timbre embeddings."""
+
+    default_model_path = DEFAULT_MODEL_PATH
+    chunk_seconds = DEFAULT_CHUNK_SECONDS  # default of activations()
 
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None) -> None:
         import onnxruntime
 
-        network_path = Path(model_path) if model_path is not None else DEFAULT_MODEL_PATH
+        network_path = Path(model_path) if model_path is not None else self.default_model_path
         for path in (network_path, energy_model_path(network_path)):
             if not path.is_file():
                 raise ModelNotFoundError(
@@ -75,41 +100,99 @@ class AgnosticSession:
         self.energy = onnxruntime.InferenceSession(
             str(energy_model_path(network_path)), options, providers=providers
         )
+        self.output_names = [output.name for output in self.network.get_outputs()]
+        missing = {"onset", "frame"} - set(self.output_names)
+        if missing:
+            raise UserError(f"{network_path}: not a timbrescribe model (outputs {self.output_names}, "
+                            f"missing {sorted(missing)})")
+        self.has_embeddings = EMBEDDING_OUTPUT in self.output_names
+        self._shrink_arena = onnxruntime.RunOptions()
+        self._shrink_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def activations(
         self,
-        audio: np.ndarray,
-        chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+        audio: np.ndarray | AudioStream,
+        chunk_seconds: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        cells: CellStore | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Onset and frame probabilities, each (84, n_frames(len(audio))) float32, of mono
-        22050 Hz audio. ``progress(done, total)`` is called after every chunk of both passes."""
-        audio = _checked_audio(audio)
-        total_frames = n_frames(len(audio))
-        chunk_frames = max(1, int(round(chunk_seconds * FRAME_RATE)))
-        spans = list(chunk_spans(total_frames, chunk_frames))
-        steps = 2 * len(spans)
+        22050 Hz audio: an array, or an AudioStream (audio.open_audio) that is decoded once per
+        pass and never held whole; both give the same maps. ``chunk_seconds``: audio kept from each
+        chunk (None: SHORT_FILE_CHUNK_SECONDS up to SHORT_FILE_SECONDS of audio, the session's
+        ``chunk_seconds`` for longer files). ``progress(done, total)`` is called after
+        every chunk of both passes. ``cells``: receives the embeddings of the sounding cells
+        (separation models only)."""
+        if cells is not None and not self.has_embeddings:
+            raise ValueError("this model gives no embeddings")
+        if not isinstance(audio, AudioStream):
+            audio = _checked_audio(audio)
+        if chunk_seconds is None:
+            short = len(audio) <= SHORT_FILE_SECONDS * SAMPLE_RATE
+            chunk_seconds = SHORT_FILE_CHUNK_SECONDS if short else self.chunk_seconds
+        spans = list(chunk_spans(n_frames(len(audio)), max(1, int(round(chunk_seconds * FRAME_RATE)))))
 
+        def report(done: int) -> None:
+            if progress is not None:
+                progress(done, 2 * len(spans))
+
+        moments = self._energy_moments(audio, spans, report)
+        self._release_memory(self.energy, {})
+        onset, frame = self._network_maps(audio, spans, moments, cells, lambda done: report(len(spans) + done))
+        self._release_memory(self.network, {"energy_moments": moments})
+        return onset, frame
+
+    def _energy_moments(
+        self, audio: np.ndarray | AudioStream, spans: list[Span], report: Callable[[int], None]
+    ) -> np.ndarray:
+        """Pass 1: [count, Σ E, Σ E²] of the per-frame energies of the whole file, (1, 3) float32."""
         moments = np.zeros(3, dtype=np.float64)
-        for step, span in enumerate(spans, start=1):
-            (energy,) = self.energy.run(None, {"audio": _chunk_audio(audio, span)})
+        for done, (span, chunk) in enumerate(zip(spans, _chunks(audio, spans)), start=1):
+            (energy,) = self.energy.run(None, {"audio": chunk})
             kept = _kept(energy[0], span).astype(np.float64)
             moments += (kept.size, kept.sum(), np.square(kept).sum())
-            if progress is not None:
-                progress(step, steps)
+            report(done)
+        return moments.astype(np.float32)[None]
 
-        feed_moments = moments.astype(np.float32)[None]
+    def _network_maps(
+        self, audio: np.ndarray | AudioStream, spans: list[Span], moments: np.ndarray,
+        cells: CellStore | None, report: Callable[[int], None],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pass 2: the onset and frame maps of the whole file from the network, chunk by chunk;
+        the sounding cells' embeddings go to ``cells``."""
+        total_frames = spans[-1][3]
         onset = np.empty((N_PITCHES, total_frames), dtype=np.float32)
         frame = np.empty((N_PITCHES, total_frames), dtype=np.float32)
-        for step, span in enumerate(spans, start=len(spans) + 1):
-            chunk_onset, chunk_frame = self.network.run(
-                None, {"audio": _chunk_audio(audio, span), "energy_moments": feed_moments}
-            )
-            onset[:, span[2] : span[3]] = _kept(chunk_onset[0], span)
-            frame[:, span[2] : span[3]] = _kept(chunk_frame[0], span)
-            if progress is not None:
-                progress(step, steps)
+        wanted = ["onset", "frame"] + ([EMBEDDING_OUTPUT] if cells is not None else [])
+        for done, (span, chunk) in enumerate(zip(spans, _chunks(audio, spans)), start=1):
+            outputs = self.network.run(wanted, {"audio": chunk, "energy_moments": moments})
+            onset[:, span[2] : span[3]] = _kept(outputs[0][0], span)
+            frame[:, span[2] : span[3]] = _kept(outputs[1][0], span)
+            if cells is not None:
+                cells.add(frame[:, span[2] : span[3]], _kept(outputs[2][0], span), span[2])
+            report(done)
         return onset, frame
+
+    def _release_memory(self, session, feed: dict[str, np.ndarray]) -> None:
+        """Hand the working memory of ``session`` back to the system after a pass, so that what
+        follows (the other pass; decoding, pooling, clustering) does not run beside it.
+        onnxruntime shrinks its arena only at the end of a run, and only the regions no tensor
+        occupies (the arrays a run returns are views into the arena): so this is an extra run on
+        one hop of silence, made once the pass's own outputs are gone."""
+        session.run(None, {"audio": np.zeros((1, HOP), np.float32), **feed}, self._shrink_arena)
+
+
+class SeparationSession(AgnosticSession):
+    """Sessions of the separation model (onset, frame and embedding); default: the shipped one."""
+
+    default_model_path = SEPARATION_MODEL_PATH
+    chunk_seconds = SEPARATION_CHUNK_SECONDS
+
+    def __init__(self, model_path: str | Path | None = None, threads: int | None = None) -> None:
+        super().__init__(model_path, threads)
+        if not self.has_embeddings:
+            raise UserError(f"{model_path}: this model gives no timbre embeddings; a separation model "
+                            "(export_separation_onnx) is needed to split instruments")
 
 
 def _checked_audio(audio: np.ndarray) -> np.ndarray:
@@ -123,13 +206,20 @@ def _checked_audio(audio: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def _chunk_audio(audio: np.ndarray, span: tuple[int, int, int, int]) -> np.ndarray:
-    """(1, n) samples whose frames are exactly the span's computed frames [first, end)."""
-    first, end = span[0], span[1]
-    return audio[None, first * HOP : end * HOP]
+def _chunks(audio: np.ndarray | AudioStream, spans: list[Span]) -> Iterator[np.ndarray]:
+    """For each span, the (1, n) samples whose frames are exactly its computed frames [first, end)."""
+    bounds = [(first * HOP, min(end * HOP, len(audio))) for first, end, _, _ in spans]
+    if isinstance(audio, AudioStream):
+        pieces = audio.ranges(bounds)
+    else:
+        pieces = (audio[start:end] for start, end in bounds)
+    for (start, end), piece in zip(bounds, pieces):
+        if len(piece) != end - start:  # a stream's file shrank after open_audio read it
+            raise UserError(f"{audio.path}: the file changed while it was being read")
+        yield piece[None]
 
 
-def _kept(values: np.ndarray, span: tuple[int, int, int, int]) -> np.ndarray:
+def _kept(values: np.ndarray, span: Span) -> np.ndarray:
     """The kept frames (last axis) of a chunk's output."""
     first, _, keep_first, keep_end = span
     return values[..., keep_first - first : keep_end - first]

@@ -1,6 +1,9 @@
-"""The timbre-agnostic note model (DESIGN.md §3): front end + note branch -> onset and frame maps.
+"""The networks (DESIGN.md §3): front end + note branch -> onset and frame maps; the timbre branch
+-> one unit-length embedding per pitch-time cell; both together as the separation model.
 
-Tensor axes are (batch, channel, frequency, time). Audio in, (B, 84, T) maps out for MIDI 24..107.
+Tensor axes are (batch, channel, frequency, time). Audio in, (B, 84, T) maps and (B, 12, 84, T)
+embeddings out for MIDI 24..107. Every normalisation works within one frame, so a frame's outputs
+do not depend on which chunk of a long file it is computed in.
 """
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from timbrescribe.constants import N_HARMONICS
+import torch.nn.functional as F
+
+from timbrescribe.constants import EMBEDDING_DIM, N_HARMONICS
 from timbrescribe.errors import UserError
 from timbrescribe.frontend import Frontend, harmonic_stack
 
@@ -81,16 +86,117 @@ class AgnosticModel(nn.Module):
         return torch.sigmoid(onset_logits), torch.sigmoid(frame_logits)
 
 
+class FrameGroupNorm(nn.Module):
+    """Group normalisation over (channels of a group, frequency), separately for every frame, with
+    a per-channel scale and (optionally) bias. Unlike nn.GroupNorm and nn.InstanceNorm2d, which
+    pool over time, a frame's output depends only on that frame: chunked inference of a long file
+    gives the same values as one pass. ``groups == channels`` is per-channel instance normalisation
+    over frequency."""
+
+    def __init__(self, groups: int, channels: int, bias: bool = True, eps: float = 1e-5) -> None:
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f"{channels} channels do not split into {groups} groups")
+        self.groups, self.eps = groups, eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, f, t = x.shape
+        grouped = x.reshape(b, self.groups, c // self.groups * f, t)
+        mean = grouped.mean(dim=2, keepdim=True)
+        var = (grouped - mean).pow(2).mean(dim=2, keepdim=True)
+        x = ((grouped - mean) * torch.rsqrt(var + self.eps)).reshape(b, c, f, t)
+        x = x * self.weight[:, None, None]
+        return x if self.bias is None else x + self.bias[:, None, None]
+
+
+class CellLayerNorm(nn.Module):
+    """Layer normalisation over the channels of each pitch-time cell (scale and bias per channel)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class TimbreBranch(nn.Module):
+    """Normalised log CQT (B, 288, T) -> unit-length embeddings (B, EMBEDDING_DIM, 84, T).
+
+    Its own scalar affine and harmonic stack, then (DESIGN.md §3): conv 8->16 5x5 + group norm(4) +
+    LeakyReLU -> dilated 25x3 conv 16->8 (± one octave) + residual with the stack -> group norm(2)
+    -> conv 8->16 5x5 + PReLU -> residual block (cell LayerNorm, 3x3 16->24, ReLU, 3x3 24->16) ->
+    instance norm without bias -> conv 16->12 3x5 stride (3,1) onto the semitone rows -> L2 norm.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.affine_scale = nn.Parameter(torch.tensor(AFFINE_SCALE_INIT))
+        self.affine_bias = nn.Parameter(torch.tensor(AFFINE_BIAS_INIT))
+        self.expand = nn.Sequential(
+            nn.Conv2d(N_HARMONICS, 16, (5, 5), padding=(2, 2)), FrameGroupNorm(4, 16), nn.LeakyReLU(0.01)
+        )
+        self.octave_context = nn.Conv2d(16, N_HARMONICS, (25, 3), padding=(36, 1), dilation=(3, 1))
+        self.context_norm = FrameGroupNorm(2, N_HARMONICS)
+        self.features = nn.Sequential(nn.Conv2d(N_HARMONICS, 16, (5, 5), padding=(2, 2)), nn.PReLU())
+        self.residual = nn.Sequential(
+            CellLayerNorm(16), nn.Conv2d(16, 24, (3, 3), padding=(1, 1)), nn.ReLU(),
+            nn.Conv2d(24, 16, (3, 3), padding=(1, 1)),
+        )
+        self.out_norm = FrameGroupNorm(16, 16, bias=False)
+        self.head = nn.Conv2d(16, EMBEDDING_DIM, (3, 5), stride=(3, 1), padding=(0, 2))
+
+    def forward(self, spectrum: torch.Tensor) -> torch.Tensor:
+        stacked = harmonic_stack((spectrum * self.affine_scale + self.affine_bias).unsqueeze(1))
+        hidden = self.context_norm(self.octave_context(self.expand(stacked)) + stacked)
+        hidden = self.features(hidden)
+        hidden = self.out_norm(hidden + self.residual(hidden))
+        return F.normalize(self.head(hidden), dim=1, eps=1e-6)
+
+
+class SeparationModel(nn.Module):
+    """Audio (B, N) -> onset, frame (B, 84, T) and embedding (B, EMBEDDING_DIM, 84, T).
+
+    The note model and the timbre branch share only the normalised spectrogram."""
+
+    def __init__(self, agnostic: AgnosticModel | None = None, timbre: TimbreBranch | None = None) -> None:
+        super().__init__()
+        self.agnostic = agnostic if agnostic is not None else AgnosticModel()
+        self.timbre = timbre if timbre is not None else TimbreBranch()
+
+    def forward(
+        self, audio: torch.Tensor, log_scale: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        agnostic = self.agnostic
+        spectrum = agnostic.frontend(audio, log_scale)
+        stacked = harmonic_stack((spectrum * agnostic.affine_scale + agnostic.affine_bias).unsqueeze(1))
+        onset_logits, frame_logits = agnostic.note_branch(stacked)
+        return torch.sigmoid(onset_logits), torch.sigmoid(frame_logits), self.timbre(spectrum)
+
+
 def count_trainable_parameters(model: nn.Module) -> int:
     """Number of trainable scalars in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def load_agnostic_model(path: str | Path) -> AgnosticModel:
-    """An AgnosticModel in eval mode with the state dict saved at ``path`` (torch.save)."""
+def _load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """``model`` in eval mode with the weights at ``path``: a state dict (torch.save) or a training
+    checkpoint (last.pt, whose "model" entry holds them)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model weights not found: {path}")
-    model = AgnosticModel()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    state = torch.load(path, map_location="cpu", weights_only=False)  # our own files
+    model.load_state_dict(state["model"] if "optimizer" in state else state)
     return model.eval()
+
+
+def load_agnostic_model(path: str | Path) -> AgnosticModel:
+    """An AgnosticModel in eval mode with the state dict saved at ``path`` (torch.save)."""
+    return _load_weights(AgnosticModel(), path)
+
+
+def load_timbre_branch(path: str | Path) -> TimbreBranch:
+    """A TimbreBranch in eval mode with the state dict saved at ``path`` (torch.save)."""
+    return _load_weights(TimbreBranch(), path)

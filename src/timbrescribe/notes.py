@@ -20,9 +20,11 @@ class Note:
 
 @dataclass
 class Track:
-    """Notes of one instrument (or one cluster of notes)."""
+    """Notes of one instrument (or one cluster of notes). ``confidence``: for a track found by
+    clustering, the mean over its notes of how clearly each belongs to it (0..1); None otherwise."""
 
     name: str
     notes: list[Note] = field(default_factory=list)
     program: int = 0
     is_drum: bool = False
+    confidence: float | None = None

@@ -4,7 +4,9 @@ Every writer is atomic: it writes to a hidden temporary file beside the target a
 place only when complete, so a failure never leaves a half-written file behind.
 
 Stable note fields (JSON keys and CSV columns): ``track`` (track name), ``onset`` and ``offset``
-(seconds, rounded to microseconds), ``pitch`` (MIDI number), ``velocity`` (MIDI 1..127).
+(seconds, rounded to microseconds), ``pitch`` (MIDI number), ``velocity`` (MIDI 1..127); the CSV
+also has ``track_confidence`` and the JSON a ``confidence`` per track (empty / null when the track
+was not found by clustering). In MIDI every track has its own channel, never the drum channel 10.
 """
 from __future__ import annotations
 
@@ -21,9 +23,9 @@ import numpy as np
 from timbrescribe.constants import FRAME_RATE, MIDI_MIN, N_PITCHES
 from timbrescribe.notes import Note, Track
 
-CSV_COLUMNS = ("track", "onset", "offset", "pitch", "velocity")
+CSV_COLUMNS = ("track", "onset", "offset", "pitch", "velocity", "track_confidence")
 JSON_FORMAT = "timbrescribe-notes"
-JSON_VERSION = 1
+JSON_VERSION = 2  # 2: per-track confidence
 MIDI_RESOLUTION = 480  # ticks per quarter note: 1.04 ms per tick at 120 bpm
 TIME_DECIMALS = 6
 BACKGROUND_ALPHA = 0.6  # full activation shows mid-grey, so note colours stay readable over it
@@ -59,12 +61,23 @@ def _note_record(track: Track, note: Note) -> dict:
     }
 
 
+# MIDI channels (0-based) for pitched tracks, in order: every channel but 9 (the drum channel 10).
+MELODIC_CHANNELS = tuple(channel for channel in range(16) if channel != 9)
+
+
+def _confidence(track: Track) -> float | None:
+    return None if track.confidence is None else round(float(track.confidence), 4)
+
+
 def write_midi(tracks: list[Track], path: str | os.PathLike, tempo: float = 120.0) -> None:
-    """Write a multi-track MIDI file: one instrument per track, with the track's name and program."""
+    """Write a multi-track MIDI file: one instrument per track, with the track's name and program,
+    each pitched track on its own channel (pretty_midi gives them MELODIC_CHANNELS in order)."""
     import pretty_midi
 
     if not tempo > 0:
         raise ValueError(f"tempo must be positive, got {tempo}")
+    if sum(not track.is_drum for track in tracks) > len(MELODIC_CHANNELS):
+        raise ValueError(f"MIDI has {len(MELODIC_CHANNELS)} channels for pitched tracks, got {len(tracks)} tracks")
     midi = pretty_midi.PrettyMIDI(resolution=MIDI_RESOLUTION, initial_tempo=float(tempo))
     for track in tracks:
         instrument = pretty_midi.Instrument(program=track.program, is_drum=track.is_drum, name=track.name)
@@ -88,6 +101,7 @@ def write_json(tracks: list[Track], path: str | os.PathLike) -> None:
                 "name": track.name,
                 "program": int(track.program),
                 "is_drum": bool(track.is_drum),
+                "confidence": _confidence(track),
                 "notes": [_note_record(track, note) for note in sorted_notes(track.notes)],
             }
             for track in tracks
@@ -106,7 +120,11 @@ def write_csv(tracks: list[Track], path: str | os.PathLike) -> None:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             for track in tracks:
-                writer.writerows(_note_record(track, note) for note in sorted_notes(track.notes))
+                confidence = _confidence(track)
+                writer.writerows(
+                    {**_note_record(track, note), "track_confidence": "" if confidence is None else confidence}
+                    for note in sorted_notes(track.notes)
+                )
 
 
 def write_piano_roll_png(

@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also draw the notes over the model's frame activations as OUTDIR/<input name>.png",
     )
     parser.add_argument(
+        "-k", "--instruments", default="auto", metavar="N|auto",
+        help="number of instruments, one MIDI track each: a number 1..15, or auto to estimate it "
+        "(default: auto); 1 gives a single track from the note model alone",
+    )
+    parser.add_argument(
         "--onset-threshold", type=float, metavar="X",
         help="onset probability a note needs to start, 0 < X < 1; lower finds more notes "
         "(default: the tuned value)",
@@ -67,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model", type=Path, metavar="PATH",
-        help="ONNX note model to use instead of the one shipped with timbrescribe",
+        help="ONNX model to use instead of the one shipped with timbrescribe: a separation model, or "
+        "a note model with --instruments 1",
     )
 
 
@@ -133,16 +139,18 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from timbrescribe.audio import AUDIO_EXTENSIONS
-    from timbrescribe.inference import AgnosticSession
-    from timbrescribe.transcription import decoder_settings, transcribe
+    from timbrescribe.inference import AgnosticSession, SeparationSession
+    from timbrescribe.transcription import decoder_settings, parse_instruments, transcribe
 
     # Check every option and input before doing any work.
     kinds = output_kinds(args.format, args.plot)
     decoder_settings(args.onset_threshold, args.frame_threshold, args.min_note_ms)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    instruments = parse_instruments(args.instruments)
     files = collect_inputs(args.inputs, AUDIO_EXTENSIONS)
-    session = AgnosticSession(model_path=args.model, threads=args.threads)
+    kind = AgnosticSession if instruments == 1 else SeparationSession
+    session = kind(model_path=args.model, threads=args.threads)
     _prepare_output_dir(args.output_dir)
 
     failed: list[Path] = []
@@ -151,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             try:
                 result = transcribe(
-                    path, session=session, onset_threshold=args.onset_threshold,
+                    path, session=session, instruments=args.instruments, onset_threshold=args.onset_threshold,
                     frame_threshold=args.frame_threshold, min_note_ms=args.min_note_ms,
                 )
                 written = write_outputs(result, args.output_dir / path.stem, kinds)
@@ -162,8 +170,11 @@ def run(args: argparse.Namespace) -> int:
             else:
                 seconds = time.perf_counter() - started
                 hint = "" if result.notes else " (no pitched notes found: is the audio silent?)"
+                tracks = len(result.tracks)
+                how = "estimated" if result.instruments_estimated else "given"
+                counted = f"{tracks} track{'s' * (tracks != 1)} ({how})" if instruments != 1 else "1 track"
                 tqdm.write(
-                    f"{path}: {len(result.notes)} notes in {result.duration_s:.1f} s of audio{hint}, "
+                    f"{path}: {len(result.notes)} notes, {counted}, in {result.duration_s:.1f} s of audio{hint}, "
                     f"took {seconds:.1f} s -> {', '.join(str(p) for p in written)}",
                     file=sys.stdout,
                 )

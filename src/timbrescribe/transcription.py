@@ -1,10 +1,16 @@
-"""Python API: transcribe a recording (file or in-memory array) into notes and tracks.
+"""Python API: transcribe a recording (file or in-memory array) into notes and tracks, one track per
+instrument.
 
-Runs on onnxruntime and numpy only; torch is never imported here.
+Runs on onnxruntime, numpy, scipy and scikit-learn; torch is never imported here.
 
     from timbrescribe import transcribe
-    result = transcribe("quartet.wav")
+    result = transcribe("quartet.wav")                  # number of instruments estimated
+    result = transcribe("quartet.wav", instruments=4)   # or given
     result.write_midi("quartet.mid")
+
+audio -> chunked network (onset, frame, embeddings of sounding cells) -> decoded notes -> one
+pooled timbre vector per note -> clustered into tracks. ``instruments=1`` runs the lighter
+note model alone and gives one track.
 """
 from __future__ import annotations
 
@@ -17,17 +23,26 @@ from pathlib import Path
 import numpy as np
 
 from timbrescribe import outputs
-from timbrescribe.audio import load_audio, prepare_audio
-from timbrescribe.constants import SAMPLE_RATE
+from timbrescribe.audio import AudioStream, open_audio, prepare_audio
+from timbrescribe.clustering import ClusterSettings, Clustering, cluster_notes
+from timbrescribe.constants import EMBEDDING_DIM, SAMPLE_RATE
 from timbrescribe.decode import DecoderSettings, decode_notes
 from timbrescribe.errors import UserError
-from timbrescribe.inference import AgnosticSession
+from timbrescribe.inference import WEIGHTS_DIR, AgnosticSession, SeparationSession
 from timbrescribe.notes import Note, Track
+from timbrescribe.pooling import CellStore
 
 # Name of the single track the timbre-agnostic model produces.
 AGNOSTIC_TRACK_NAME = "notes"
 # Decoder settings tuned on validation data for the shipped model (scripts/tune_thresholds.py).
-TUNED_DECODER_PATH = Path(__file__).resolve().parent / "weights" / "decoder.json"
+TUNED_DECODER_PATH = WEIGHTS_DIR / "decoder.json"
+# Clustering settings chosen on validation data for the shipped separation model
+# (scripts/tune_separation.py).
+TUNED_CLUSTERING_PATH = WEIGHTS_DIR / "clustering.json"
+# Cells whose frame activation reaches this share of the decoder's frame threshold keep their
+# embedding for pooling (notes bridge short dips below the threshold; weaker cells weigh little).
+CELL_FLOOR_RATIO = 0.5
+MAX_INSTRUMENTS = len(range(16)) - 1  # MIDI channels for pitched tracks
 
 
 @dataclass
@@ -41,6 +56,7 @@ class Transcription:
     frame: np.ndarray
     duration_s: float
     sample_rate: int = SAMPLE_RATE  # rate of the audio the model analysed
+    instruments_estimated: bool = False  # True when the number of tracks was estimated
 
     def write_midi(self, path: str | os.PathLike, tempo: float = 120.0) -> None:
         """Multi-track MIDI file, one instrument per track."""
@@ -90,12 +106,77 @@ def decoder_settings(
     return dataclasses.replace(package_decoder_settings(), **overrides)
 
 
-def _model_input(audio: str | os.PathLike | np.ndarray, sr: int | None) -> np.ndarray:
-    """Mono float32 samples at SAMPLE_RATE from a file path or from an array with its rate."""
+def package_cluster_settings(path: str | os.PathLike | None = None) -> ClusterSettings:
+    """The tuned clustering settings in ``path`` (default: TUNED_CLUSTERING_PATH) if that file
+    exists, else the ClusterSettings defaults."""
+    path = Path(path) if path is not None else TUNED_CLUSTERING_PATH
+    return ClusterSettings.from_json(path) if path.is_file() else ClusterSettings()
+
+
+def parse_instruments(value: str | int) -> int | None:
+    """The number of instruments from "auto" (None: estimate it) or a whole number 1..15;
+    UserError for anything else."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        number = int(value)
+        if isinstance(value, float) or isinstance(value, bool) or str(number) != str(value).strip():
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UserError(f"instruments must be 'auto' or a whole number from 1 to {MAX_INSTRUMENTS}, got {value!r}") from None
+    if not 1 <= number <= MAX_INSTRUMENTS:
+        raise UserError(f"instruments must be 'auto' or a whole number from 1 to {MAX_INSTRUMENTS}, got {number}")
+    return number
+
+
+def note_pitches(notes: list[Note]) -> np.ndarray:
+    """MIDI pitch of every note, as an array."""
+    return np.array([note.pitch for note in notes], dtype=np.float64)
+
+
+def tracks_from_clustering(notes: list[Note], clustering: Clustering) -> list[Track]:
+    """One track per group, ordered by mean pitch from high to low and named "instrument 1..K";
+    empty groups (more groups asked for than notes found) come last."""
+    groups = [[note for note, label in zip(notes, clustering.labels) if label == g] for g in range(clustering.k)]
+    confidences = [clustering.confidence[clustering.labels == g] for g in range(clustering.k)]
+    order = sorted(range(clustering.k), key=lambda g: (not groups[g], -np.mean([n.pitch for n in groups[g]] or [0])))
+    return [
+        Track(f"instrument {rank}", groups[g], confidence=float(confidences[g].mean()) if groups[g] else None)
+        for rank, g in enumerate(order, start=1)
+    ]
+
+
+@dataclass
+class Analysis:
+    """What the network and decoder give before clustering: the notes, one timbre vector per note
+    (None without embeddings), and the activation maps."""
+
+    notes: list[Note]
+    vectors: np.ndarray | None
+    onset: np.ndarray
+    frame: np.ndarray
+
+
+def analyse(
+    samples: np.ndarray | AudioStream, session: AgnosticSession, settings: DecoderSettings, with_vectors: bool
+) -> Analysis:
+    """Run the chunked network over mono SAMPLE_RATE audio (an array, or a file streamed by
+    audio.open_audio), decode notes and, ``with_vectors``, pool each note's timbre vector from the
+    cells kept while the chunks passed."""
+    cells = CellStore(CELL_FLOOR_RATIO * settings.frame_threshold) if with_vectors else None
+    onset, frame = session.activations(samples, cells=cells)
+    notes = decode_notes(onset, frame, settings)
+    vectors = cells.pool(notes, EMBEDDING_DIM) if cells is not None else None
+    return Analysis(notes, vectors, onset, frame)
+
+
+def _model_input(audio: str | os.PathLike | np.ndarray, sr: int | None) -> np.ndarray | AudioStream:
+    """Mono float32 samples at SAMPLE_RATE: a checked stream of a file path (never held whole), or
+    an array made from an array and its rate."""
     if isinstance(audio, (str, os.PathLike)):
         if sr is not None:
             raise UserError("sr is only for audio arrays: an audio file carries its own sample rate")
-        return load_audio(audio)
+        return open_audio(audio)
     if sr is None:
         raise UserError("an audio array needs its sample rate: transcribe(samples, sr=44100)")
     return prepare_audio(audio, sr)
@@ -105,6 +186,7 @@ def transcribe(
     audio: str | os.PathLike | np.ndarray,
     sr: int | None = None,
     *,
+    instruments: str | int = "auto",
     onset_threshold: float | None = None,
     frame_threshold: float | None = None,
     min_note_ms: float | None = None,
@@ -112,24 +194,36 @@ def transcribe(
     model_path: str | os.PathLike | None = None,
     session: AgnosticSession | None = None,
 ) -> Transcription:
-    """Transcribe an audio file, or an array of samples (N,) or (N, channels) at ``sr`` Hz.
+    """Transcribe an audio file, or an array of samples (N,) or (N, channels) at ``sr`` Hz, into
+    one track per instrument.
 
-    None thresholds keep the package's tuned decoder settings. ``threads`` and ``model_path``
-    configure a new inference session; for many files create one
-    ``timbrescribe.inference.AgnosticSession`` and pass it as ``session`` instead.
+    ``instruments``: "auto" estimates how many instruments play; a number 1..15 fixes it (1: one
+    track from the note model alone). None thresholds keep the package's tuned decoder settings.
+    ``threads`` and ``model_path`` configure a new inference session; for many files create one
+    ``timbrescribe.inference.SeparationSession`` (or ``AgnosticSession`` for one track) and pass
+    it as ``session`` instead.
     """
     if session is not None and (threads is not None or model_path is not None):
         raise ValueError("pass either a session or threads/model_path for a new one, not both")
+    k = parse_instruments(instruments)
     settings = decoder_settings(onset_threshold, frame_threshold, min_note_ms)
     samples = _model_input(audio, sr)
     if session is None:
-        session = AgnosticSession(model_path=model_path, threads=threads)
-    onset, frame = session.activations(samples)
-    notes = decode_notes(onset, frame, settings)
+        kind = AgnosticSession if k == 1 else SeparationSession
+        session = kind(model_path=model_path, threads=threads)
+    elif k != 1 and not session.has_embeddings:
+        raise UserError("this session's model gives no timbre embeddings: use a SeparationSession, or instruments=1")
+    analysis = analyse(samples, session, settings, with_vectors=k != 1)
+    if analysis.vectors is None:
+        tracks = [Track(AGNOSTIC_TRACK_NAME, list(analysis.notes))]
+    else:
+        clustering = cluster_notes(analysis.vectors, k, package_cluster_settings(), note_pitches(analysis.notes))
+        tracks = tracks_from_clustering(analysis.notes, clustering)
     return Transcription(
-        notes=notes,
-        tracks=[Track(AGNOSTIC_TRACK_NAME, list(notes))],
-        onset=onset,
-        frame=frame,
+        notes=analysis.notes,
+        tracks=tracks,
+        onset=analysis.onset,
+        frame=analysis.frame,
         duration_s=len(samples) / SAMPLE_RATE,
+        instruments_estimated=k is None,
     )

@@ -23,12 +23,18 @@ class ClipDataset(torch.utils.data.Dataset):
     crop; 'part_mask' (max_parts,) bool; 'program' and 'family' (max_parts,) int64, -1 padding
     (family indexes sorted(FAMILIES)); 'start_frame' () int64, the crop's first frame in the
     example. Crops start on a frame boundary; examples shorter than
-    the clip are zero-padded. With ``seed`` the crops are reproducible: call k for example i in a
+    the clip are zero-padded. With ``remix`` the mix is rebuilt from the stems: a random subset of
+    at least ``min_parts`` parts (all of them when fewer exist), each with a random gain within
+    ±``remix_gain_db``; the parts left out get empty targets and a False mask. With ``seed`` the crops are reproducible: call k for example i in a
     process uses generator (seed, i, k, DataLoader worker seed); without it they are random.
     """
 
-    def __init__(self, root: str | Path, clip_frames: int = 860, max_parts: int = 4, seed: int | None = None):
+    def __init__(
+        self, root: str | Path, clip_frames: int = 860, max_parts: int = 4, seed: int | None = None,
+        remix: bool = False, min_parts: int = 2, remix_gain_db: float = 6.0,
+    ):
         self.root = Path(root)
+        self.remix, self.min_parts, self.remix_gain_db = remix, min_parts, remix_gain_db
         self.clip_frames = clip_frames
         self.max_parts = max_parts
         self.seed = seed
@@ -54,23 +60,33 @@ class ClipDataset(torch.utils.data.Dataset):
         path = self.root / record["file"]
         clip_samples = self.clip_frames * HOP
         last_start = max(0, (record["n_samples"] - clip_samples) // HOP)
-        first_frame = int(self._rng(index).integers(0, last_start + 1))
+        rng = self._rng(index)
+        first_frame = int(rng.integers(0, last_start + 1))
+        n_parts = len(record["programs"])
         audio = np.zeros(clip_samples, np.float32)
         start = first_frame * HOP
         with soundfile.SoundFile(path.with_suffix(".flac")) as flac:
             flac.seek(start)
-            mix = flac.read(clip_samples, dtype="float32", always_2d=True)[:, 0]
+            channels = flac.read(clip_samples, dtype="float32", always_2d=True)
+        kept = np.ones(n_parts, bool)
+        if self.remix:
+            count = int(rng.integers(min(self.min_parts, n_parts), n_parts + 1))
+            kept[:] = False
+            kept[rng.choice(n_parts, count, replace=False)] = True
+            gains = 10.0 ** (rng.uniform(-self.remix_gain_db, self.remix_gain_db, n_parts) / 20.0) * kept
+            mix = channels[:, 1 : 1 + n_parts] @ gains.astype(np.float32)
+        else:
+            mix = channels[:, 0]
         audio[: mix.size] = mix
         notes = load_notes(path.with_suffix(".npz"))
         onset = np.zeros((self.max_parts, N_PITCHES, self.clip_frames), np.float32)
         frame = np.zeros_like(onset)
-        for part in range(len(record["programs"])):
+        for part in np.flatnonzero(kept):
             mine = notes["note_part"] == part
             onset[part], frame[part] = piano_rolls_from_arrays(
                 notes["note_onset"][mine], notes["note_offset"][mine], notes["note_pitch"][mine],
                 self.clip_frames, first_frame,
             )
-        n_parts = len(record["programs"])
         program = np.full(self.max_parts, -1, np.int64)
         family = np.full(self.max_parts, -1, np.int64)
         program[:n_parts] = record["programs"]
@@ -79,7 +95,7 @@ class ClipDataset(torch.utils.data.Dataset):
             "audio": torch.from_numpy(audio),
             "onset": torch.from_numpy(onset),
             "frame": torch.from_numpy(frame),
-            "part_mask": torch.arange(self.max_parts) < n_parts,
+            "part_mask": torch.from_numpy(np.pad(kept, (0, self.max_parts - n_parts))),
             "program": torch.from_numpy(program),
             "family": torch.from_numpy(family),
             "start_frame": torch.tensor(first_frame, dtype=torch.int64),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from timbrescribe.errors import UserError
+from timbrescribe.notes import Note
 
 MANIFEST = "manifest.json"
 EXAMPLES_DIR = "examples"  # <root>/examples/<example_name>.{flac,npz,mid}
@@ -30,3 +31,13 @@ def load_notes(npz_path: Path) -> dict[str, np.ndarray]:
     """Note arrays of an example: note_part, note_onset, note_offset, note_pitch, note_velocity."""
     with np.load(npz_path) as data:
         return {key: data[key] for key in data.files if key.startswith("note_")}
+
+
+def part_notes(arrays: dict[str, np.ndarray], n_parts: int) -> list[list[Note]]:
+    """The notes of each of ``n_parts`` parts from an example's note arrays (load_notes)."""
+    parts: list[list[Note]] = [[] for _ in range(n_parts)]
+    for part, onset, offset, pitch, velocity in zip(
+        arrays["note_part"], arrays["note_onset"], arrays["note_offset"], arrays["note_pitch"], arrays["note_velocity"]
+    ):
+        parts[part].append(Note(float(onset), float(offset), int(pitch), int(velocity)))
+    return parts

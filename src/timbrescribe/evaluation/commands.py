@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder of predicted MIDI files, one per excerpt: <piece>.mid, <piece>__<part>+<part>.mid",
     )
-    source.add_argument("--system", metavar="NAME", help="run a transcription system (basic-pitch, timbrescribe)")
+    source.add_argument("--system", metavar="NAME", help="run a transcription system: timbrescribe (one track per instrument), timbrescribe-notes "
+                        "(one track), descriptor-baseline (training-free timbre descriptors), basic-pitch")
     parser.add_argument(
         "--submixes",
         action="store_true",
@@ -28,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for --system (default 1)")
     parser.add_argument(
         "--model", type=Path, metavar="PATH",
-        help="ONNX note model for --system timbrescribe (default: the shipped weights)",
+        help="ONNX model for --system timbrescribe (a separation model) or timbrescribe-notes (a note "
+        "model) (default: the shipped weights)",
     )
 
 

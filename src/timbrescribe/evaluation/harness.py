@@ -44,6 +44,11 @@ class ExcerptResult:
     processing_seconds: float | None
 
     @property
+    def k_exact(self) -> bool:
+        """Whether as many tracks were predicted as the excerpt has parts."""
+        return self.n_tracks == len(self.excerpt.part_names)
+
+    @property
     def rtf(self) -> float | None:
         if self.processing_seconds is None or not self.audio_seconds:
             return None
@@ -123,6 +128,7 @@ def summarize(results: list[ExcerptResult]) -> dict[str, dict]:
             "n_excerpts": len(members),
             "agnostic": mean_scores([r.agnostic for r in members]).as_dict(),
             "separated": mean_scores([r.separated.mean for r in members]).as_dict(),
+            "k_exact": float(np.mean([r.k_exact for r in members])),
             "audio_seconds": audio if timed else None,
             "processing_seconds": processing if timed else None,
             "rtf": processing / audio if timed and audio else None,
@@ -140,23 +146,28 @@ def report(results: list[ExcerptResult], settings: dict) -> dict:
     }
 
 
-TABLE_COLUMNS = ("excerpt", "agn frame", "agn note", "agn n+off", "sep frame", "sep note", "sep n+off", "RTF")
+TABLE_COLUMNS = (
+    "excerpt", "agn frame", "agn note", "agn n+off", "sep frame", "sep note", "sep n+off", "K", "RTF",
+)
 
 
-def _row(name: str, agnostic: dict, separated: dict, rtf: float | None) -> list[str]:
+def _row(name: str, agnostic: dict, separated: dict, k: str, rtf: float | None) -> list[str]:
     values = [agnostic[m]["f"] for m in ("frame", "note", "note_offset")]
     values += [separated[m]["f"] for m in ("frame", "note", "note_offset")]
-    return [name, *(f"{v:.3f}" for v in values), "-" if rtf is None else f"{rtf:.4f}"]
+    return [name, *(f"{v:.3f}" for v in values), k, "-" if rtf is None else f"{rtf:.4f}"]
 
 
 def format_table(results: list[ExcerptResult]) -> str:
-    """F-measures per excerpt (agnostic, then separated) and the macro mean of each group."""
+    """F-measures per excerpt (agnostic, then separated), tracks predicted / parts (K; for a
+    group the share of excerpts where they agree), and the macro mean of each group."""
     rows = [
-        _row(r.excerpt.name, r.agnostic.as_dict(), r.separated.mean.as_dict(), r.rtf) for r in results
+        _row(r.excerpt.name, r.agnostic.as_dict(), r.separated.mean.as_dict(),
+             f"{r.n_tracks}/{len(r.excerpt.part_names)}", r.rtf)
+        for r in results
     ]
     for group, stats in summarize(results).items():
         name = f"MEAN {group} ({stats['n_excerpts']})"
-        rows.append(_row(name, stats["agnostic"], stats["separated"], stats["rtf"]))
+        rows.append(_row(name, stats["agnostic"], stats["separated"], f"{stats['k_exact']:.0%}", stats["rtf"]))
     widths = [max(len(row[i]) for row in [list(TABLE_COLUMNS), *rows]) for i in range(len(TABLE_COLUMNS))]
     lines = [
         "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))

@@ -176,18 +176,13 @@ def _unique_names(names: list[str]) -> list[str]:
 
 def read_synthetic_dataset(root: Path) -> list[SyntheticPiece]:
     """Every example of a dataset rendered by ``timbrescribe data render``, in id order."""
-    from timbrescribe.data.storage import example_name, load_manifest, load_notes
+    from timbrescribe.data.storage import example_name, load_manifest, load_notes, part_notes
 
     pieces = []
     for record in load_manifest(root)["examples"]:
         base = root / record["file"]
-        notes = load_notes(base.with_suffix(".npz"))
         names = _unique_names(record["names"])
-        parts = {name: [] for name in names}
-        for part, onset, offset, pitch, velocity in zip(
-            notes["note_part"], notes["note_onset"], notes["note_offset"], notes["note_pitch"], notes["note_velocity"]
-        ):
-            parts[names[part]].append(Note(float(onset), float(offset), int(pitch), int(velocity)))
+        parts = dict(zip(names, part_notes(load_notes(base.with_suffix(".npz")), len(names))))
         flac = base.with_suffix(".flac")
         pieces.append(
             SyntheticPiece(

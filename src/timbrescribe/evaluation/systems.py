@@ -113,12 +113,12 @@ class BasicPitchSystem(System):
         return [Track(self.name, sorted(notes, key=lambda n: (n.onset, n.pitch)))]
 
 
-class TimbrescribeSystem(System):
+class TimbrescribeNotesSystem(System):
     """Our timbre-agnostic note model (onnxruntime) and decoder with the package's decoder
     settings: one track holding every note, whatever ``n_tracks`` says. ``model_path``: an
     exported network graph (None: the weights shipped in the package)."""
 
-    name = "timbrescribe"
+    name = "timbrescribe-notes"
 
     def __init__(self, threads: int = 1, model_path: str | Path | None = None):
         from timbrescribe.inference import AgnosticSession
@@ -128,7 +128,25 @@ class TimbrescribeSystem(System):
     def predict(self, audio: np.ndarray, sr: int, n_tracks: int | None = None) -> list[Track]:
         from timbrescribe.transcription import transcribe
 
-        return transcribe(audio, sr, session=self._session).tracks
+        return transcribe(audio, sr, instruments=1, session=self._session).tracks
+
+
+class TimbrescribeSystem(System):
+    """timbrescribe as shipped: notes separated into one track per instrument by the timbre
+    branch, ``n_tracks`` of them when given, else as many as it estimates. ``model_path``: an
+    exported separation graph (None: the weights shipped in the package)."""
+
+    name = "timbrescribe"
+
+    def __init__(self, threads: int = 1, model_path: str | Path | None = None):
+        from timbrescribe.inference import SeparationSession
+
+        self._session = SeparationSession(model_path=model_path, threads=threads)
+
+    def predict(self, audio: np.ndarray, sr: int, n_tracks: int | None = None) -> list[Track]:
+        from timbrescribe.transcription import transcribe
+
+        return transcribe(audio, sr, instruments=n_tracks or "auto", session=self._session).tracks
 
 
 def _import_basic_pitch():
@@ -162,10 +180,18 @@ def _basic_pitch(threads: int, model_path: str | Path | None) -> System:
     return BasicPitchSystem(threads)
 
 
+def _descriptor_baseline(threads: int, model_path: str | Path | None) -> System:
+    from timbrescribe.evaluation.descriptor_baseline import DescriptorBaselineSystem
+
+    return DescriptorBaselineSystem(threads, model_path)
+
+
 # name -> factory(threads, model_path) for `timbrescribe evaluate --system NAME`.
 SYSTEM_FACTORIES: dict[str, Callable[[int, str | Path | None], System]] = {
     BasicPitchSystem.name: _basic_pitch,
     TimbrescribeSystem.name: TimbrescribeSystem,
+    TimbrescribeNotesSystem.name: TimbrescribeNotesSystem,
+    "descriptor-baseline": _descriptor_baseline,
 }
 
 

@@ -7,28 +7,24 @@ needed to resume; ``best.pt`` holds the model weights of the best validation not
 """
 from __future__ import annotations
 
-import csv
-import os
-import random
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
-from tqdm import tqdm
 
 from timbrescribe.constants import HOP
 from timbrescribe.decode import DecoderSettings, decode_notes
 from timbrescribe.evaluation.metrics import frame_scores, note_scores
 from timbrescribe.notes import Note
 from timbrescribe.training.commands import TrainConfig
+from timbrescribe.training.common import (
+    BEST_WEIGHTS, LAST_CHECKPOINT, LOG_FILE, Progress, append_log, limit_worker_threads, load_checkpoint,
+    run_steps, save_atomically, save_checkpoint, seed_everything,
+)
 from timbrescribe.training.losses import agnostic_targets, note_losses
 
-LAST_CHECKPOINT = "last.pt"
-BEST_WEIGHTS = "best.pt"
-LOG_FILE = "train_log.csv"
 LOG_COLUMNS = (
     "step", "time_s", "lr", "clip_frames", "train_loss", "train_onset_loss", "train_frame_loss",
     "val_loss", "val_note_f", "val_frame_f",
@@ -45,25 +41,12 @@ class TrainResult:
     stopped_by_time_limit: bool
 
 
-@dataclass
-class _Progress:
-    """Counters that survive a resume."""
-
-    step: int = 0
-    elapsed_s: float = 0.0
-    best_note_f: float = -1.0
-
-
 # ---------------------------------------------------------------------------- data
 
 
-def _limit_worker_threads(worker_id: int) -> None:
-    """DataLoader workers only read files: one thread each leaves the cores to the training step."""
-    torch.set_num_threads(1)
-
-
-def train_loader(config: TrainConfig, start_step: int) -> DataLoader:
+def train_loader(config, start_step: int, **dataset_options) -> DataLoader:
     """Batches for steps ``start_step`` .. ``config.steps``, drawn with replacement across the data dirs.
+    ``config`` is a TrainConfig or TimbreTrainConfig; ``dataset_options`` go to every ClipDataset.
 
     Sampler and crops are seeded from (seed, start_step): reproducible, and a resumed run goes on
     with fresh clips instead of replaying the ones it already saw.
@@ -71,7 +54,7 @@ def train_loader(config: TrainConfig, start_step: int) -> DataLoader:
     from timbrescribe.data.dataset import ClipDataset
 
     stream_seed = config.seed * 1_000_003 + start_step
-    sets = [ClipDataset(root, config.clip_frames, config.max_parts, seed=stream_seed + (k << 32))
+    sets = [ClipDataset(root, config.clip_frames, config.max_parts, seed=stream_seed + (k << 32), **dataset_options)
             for k, root in enumerate(config.data)]
     weights = config.data_weights or [1.0] * len(sets)
     per_item = torch.cat([torch.full((len(s),), w / len(s), dtype=torch.double) for s, w in zip(sets, weights)])
@@ -80,7 +63,7 @@ def train_loader(config: TrainConfig, start_step: int) -> DataLoader:
     sampler = WeightedRandomSampler(per_item, n_samples, replacement=True, generator=generator)
     return DataLoader(
         ConcatDataset(sets), batch_size=config.batch_size, sampler=sampler, drop_last=True,
-        num_workers=config.num_workers, worker_init_fn=_limit_worker_threads, generator=generator,
+        num_workers=config.num_workers, worker_init_fn=limit_worker_threads, generator=generator,
         persistent_workers=config.num_workers > 0,
     )
 
@@ -206,53 +189,7 @@ def clip_scores(onset_ref: np.ndarray, frame_ref: np.ndarray, estimate: list[Not
 # ---------------------------------------------------------------------------- checkpoints
 
 
-def _save_atomically(payload, path: Path) -> None:
-    """torch.save to a temporary file next to ``path``, then rename over it."""
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-
-
-def save_checkpoint(path: Path, model, optimizer, scheduler, progress: _Progress, config: TrainConfig) -> None:
-    """Write everything needed to resume: weights, optimiser, scheduler, counters, RNG states, options."""
-    _save_atomically({
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "progress": asdict(progress),
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-        "config": asdict(config),
-    }, path)
-
-
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> _Progress:
-    """Restore a ``save_checkpoint`` file into the given objects; returns the saved counters."""
-    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: holds RNG tuples
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    np.random.set_state(state["rng"]["numpy"])
-    random.setstate(state["rng"]["python"])
-    return _Progress(**state["progress"])
-
-
-def _append_log(path: Path, row: dict) -> None:
-    new_file = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-        if new_file:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 # ---------------------------------------------------------------------------- the loop
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
@@ -262,62 +199,47 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
     torch.set_num_threads(config.threads)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     model = AgnosticModel()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)
     resume_from = Path(config.resume) if config.resume else out / LAST_CHECKPOINT
-    progress = _Progress()
+    progress = Progress()
     if config.resume or resume_from.exists():
         progress = load_checkpoint(resume_from, model, optimizer, scheduler)
 
     val = load_validation(config)
-    started, elapsed_before = time.monotonic(), progress.elapsed_s
-    deadline = started + config.time_limit * 60 if config.time_limit > 0 else float("inf")
     window: list[dict[str, float]] = []
+    frames = curriculum_frames(config, progress.step)
 
-    def validate_and_log(frames: int) -> None:
+    def validate_and_log() -> None:
         scores = validate(model, val, config.batch_size)
         scheduler.step(scores["val_note_f"])
         if scores["val_note_f"] > progress.best_note_f:
             progress.best_note_f = scores["val_note_f"]
-            _save_atomically(model.state_dict(), out / BEST_WEIGHTS)
+            save_atomically(model.state_dict(), out / BEST_WEIGHTS)
         means = {key: float(np.mean([losses[key] for losses in window])) if window else float("nan")
                  for key in ("total", "onset", "frame")}
-        _append_log(out / LOG_FILE, {
+        append_log(out / LOG_FILE, {
             "step": progress.step, "time_s": round(progress.elapsed_s, 1), "lr": optimizer.param_groups[0]["lr"],
             "clip_frames": frames, "train_loss": means["total"], "train_onset_loss": means["onset"],
             "train_frame_loss": means["frame"], **scores,
-        })
+        }, LOG_COLUMNS)
         window.clear()
 
-    stopped_by_time = False
-    frames = curriculum_frames(config, progress.step)
-    bar = tqdm(total=config.steps, initial=progress.step, disable=not show_progress, unit="step")
-    try:
-        for batch in train_loader(config, progress.step) if progress.step < config.steps else ():
-            frames = curriculum_frames(config, progress.step)
-            losses = train_step(model, optimizer, crop_batch(batch, frames), config.noise, config.grad_clip,
-                                config.bf16)
-            window.append(losses)
-            progress.step += 1
-            progress.elapsed_s = elapsed_before + time.monotonic() - started
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses['total']:.4f}", best_f=f"{max(progress.best_note_f, 0.0):.3f}")
-            stopped_by_time = time.monotonic() >= deadline
-            finished = stopped_by_time or progress.step >= config.steps
-            if finished or progress.step % config.val_every == 0:
-                validate_and_log(frames)
-            if finished or progress.step % config.checkpoint_every == 0:
-                save_checkpoint(out / LAST_CHECKPOINT, model, optimizer, scheduler, progress, config)
-            if finished:
-                break
-    except KeyboardInterrupt:
-        save_checkpoint(out / LAST_CHECKPOINT, model, optimizer, scheduler, progress, config)
-        raise
-    finally:
-        bar.close()
+    def step(batch: dict) -> str:
+        nonlocal frames
+        frames = curriculum_frames(config, progress.step)
+        window.append(train_step(model, optimizer, crop_batch(batch, frames), config.noise, config.grad_clip,
+                                 config.bf16))
+        return f"{window[-1]['total']:.4f}"
+
+    stopped_by_time = run_steps(
+        config, train_loader(config, progress.step), step, validate_and_log,
+        lambda: save_checkpoint(out / LAST_CHECKPOINT, model, optimizer, scheduler, progress, config),
+        progress, show_progress,
+    )
     if not (out / BEST_WEIGHTS).exists():
-        validate_and_log(frames)
+        validate_and_log()
     return TrainResult(progress.step, out / BEST_WEIGHTS, progress.best_note_f, stopped_by_time)

@@ -1,7 +1,9 @@
-"""``timbrescribe train agnostic``: options, input checks, and the hand-off to the training loop.
+"""``timbrescribe train agnostic`` and ``train timbre``: options, input checks, and the hand-off to
+the training loops.
 
-TrainConfig (the run's options with their defaults) lives here, free of torch, so that building the
-CLI parser stays light; the loop itself is in training/agnostic.py.
+TrainConfig and TimbreTrainConfig (each run's options with their defaults) live here, free of
+torch, so that building the CLI parser stays light; the loops are in training/agnostic.py and
+training/timbre.py.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from timbrescribe.errors import UserError
 
 
 @dataclass
-class TrainConfig:
-    """Every option of a training run (stored in last.pt)."""
+class _RunConfig:
+    """The options both trainings have."""
 
     data: list[str]
     val: str
@@ -24,17 +26,11 @@ class TrainConfig:
     steps: int = 10000
     batch_size: int = 8
     clip_frames: int = 430
-    curriculum_steps: int = 0
-    start_clip_frames: int = 172
     lr: float = 3e-4
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     noise: float = 0.01
-    lr_factor: float = 0.5
-    lr_patience: int = 3
     val_every: int = 500
-    val_clips: int = 48
-    val_clip_frames: int = 860
     checkpoint_every: int = 250
     time_limit: float = 0.0
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -43,6 +39,18 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True
     resume: str | None = None
+
+
+@dataclass
+class TrainConfig(_RunConfig):
+    """Every option of a note-model training run (stored in last.pt)."""
+
+    curriculum_steps: int = 0
+    start_clip_frames: int = 172
+    lr_factor: float = 0.5
+    lr_patience: int = 3
+    val_clips: int = 48
+    val_clip_frames: int = 860
 
 
 _HELP = {
@@ -73,8 +81,57 @@ _HELP = {
 }
 
 
+@dataclass
+class TimbreTrainConfig(_RunConfig):
+    """Every option of a timbre-branch training run (stored in last.pt)."""
+
+    steps: int = 20000
+    clip_frames: int = 344
+    lr: float = 1e-3
+    val_every: int = 250
+    restart_steps: int = 2000
+    anchors: int = 256
+    candidates: int = 1024
+    temperature: float = 0.15
+    remix_gain_db: float = 6.0
+    val_examples: int = 48
+
+
+_TIMBRE_HELP = {
+    "steps": _HELP["steps"],
+    "batch_size": _HELP["batch_size"],
+    "clip_frames": "clip length in frames (86.13 frames/s; 344 = 4 s)",
+    "lr": "AdamW learning rate (the peak of each cosine cycle)",
+    "weight_decay": _HELP["weight_decay"],
+    "grad_clip": _HELP["grad_clip"],
+    "noise": _HELP["noise"],
+    "restart_steps": "length of the first cosine learning-rate cycle; each next one is twice as long",
+    "anchors": "anchor cells per clip of the InfoNCE loss (memory is anchors x candidates per clip)",
+    "candidates": "cells drawn per clip (equal weight per part) that anchors are contrasted with",
+    "temperature": "InfoNCE temperature",
+    "remix_gain_db": "clips are re-mixed from their stems (a random subset of >= 2 parts) with gains "
+                     "drawn within ± this many dB",
+    "val_every": _HELP["val_every"],
+    "val_examples": "validation examples with two or more parts, scored whole",
+    "checkpoint_every": _HELP["checkpoint_every"],
+    "time_limit": _HELP["time_limit"],
+    "threads": _HELP["threads"],
+    "num_workers": _HELP["num_workers"],
+    "max_parts": _HELP["max_parts"],
+    "seed": _HELP["seed"],
+    "bf16": "run the timbre branch under bfloat16 autocast (front end, loss and weights stay float32)",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig(data=[], val="", out="")
+    _add_arguments(parser, TrainConfig(data=[], val="", out=""), _HELP)
+
+
+def add_timbre_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_arguments(parser, TimbreTrainConfig(data=[], val="", out=""), _TIMBRE_HELP)
+
+
+def _add_arguments(parser: argparse.ArgumentParser, defaults, helps: dict[str, str]) -> None:
     parser.add_argument("--data", action="append", required=True, metavar="DIR",
                         help="training dataset rendered by `timbrescribe data render` (repeat to mix several)")
     parser.add_argument("--data-weight", dest="data_weights", type=float, action="append", metavar="W",
@@ -87,27 +144,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resume from this last.pt instead of the one in --out")
     parser.add_argument("--export-onnx", metavar="PATH",
                         help="when training ends, export best.pt as an ONNX model to PATH")
-    for name, help_text in _HELP.items():
+    for name, help_text in helps.items():
         default = getattr(defaults, name)
         kind = {"action": argparse.BooleanOptionalAction} if isinstance(default, bool) else {"type": type(default)}
         parser.add_argument("--" + name.replace("_", "-"), default=default, help=f"{help_text} (default: {default})",
                             **kind)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig named by parsed arguments, after checking them."""
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+def config_from_args(args: argparse.Namespace, kind: type = TrainConfig):
+    """The ``kind`` config (TrainConfig or TimbreTrainConfig) named by parsed arguments, after
+    checking them."""
+    config = kind(**{f.name: getattr(args, f.name) for f in fields(kind)})
     _check(config)
     return config
 
 
-def _check(config: TrainConfig) -> None:
-    for option in ("steps", "batch_size", "clip_frames", "val_every", "val_clips", "val_clip_frames",
-                   "checkpoint_every", "threads", "max_parts", "start_clip_frames"):
-        if getattr(config, option) < 1:
+_POSITIVE_OPTIONS = (
+    "steps", "batch_size", "clip_frames", "val_every", "val_clips", "val_clip_frames", "checkpoint_every",
+    "threads", "max_parts", "start_clip_frames", "restart_steps", "anchors", "candidates", "val_examples",
+)
+
+
+def _check(config) -> None:
+    for option in _POSITIVE_OPTIONS:
+        if getattr(config, option, 1) < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1")
-    if config.num_workers < 0 or config.curriculum_steps < 0 or config.time_limit < 0:
+    if config.num_workers < 0 or getattr(config, "curriculum_steps", 0) < 0 or config.time_limit < 0:
         raise UserError("--num-workers, --curriculum-steps and --time-limit must not be negative")
+    if getattr(config, "temperature", 1.0) <= 0:
+        raise UserError("--temperature must be positive")
     if config.data_weights is not None:
         if len(config.data_weights) != len(config.data):
             raise UserError(f"got {len(config.data_weights)} --data-weight values for {len(config.data)} --data dirs")
@@ -133,13 +198,39 @@ def _check_datasets(roots: list[str], max_parts: int) -> None:
             raise UserError(f"dataset holds no examples: {root}")
 
 
+def run_timbre(args: argparse.Namespace) -> int:
+    config = config_from_args(args, TimbreTrainConfig)
+    _check_datasets([*config.data, config.val], config.max_parts)
+    if not Path(args.note_model).is_file():
+        raise UserError(f"note model not found: {args.note_model}")
+
+    from timbrescribe.training.common import interrupt_on_signals
+    from timbrescribe.training.timbre import train_timbre
+
+    with interrupt_on_signals():
+        result = train_timbre(config)
+    status = "stopped at the time limit" if result.stopped_by_time_limit else "finished"
+    print(f"training {status} at step {result.step}")
+    print(f"best timbre branch: {result.best_path} (validation note accuracy, oracle K, {result.best_note_f:.4f})")
+    if args.export_onnx:
+        from timbrescribe.export import export_separation_onnx
+        from timbrescribe.model import SeparationModel, load_agnostic_model, load_timbre_branch
+
+        model = SeparationModel(load_agnostic_model(args.note_model), load_timbre_branch(result.best_path))
+        network, energy = export_separation_onnx(model, args.export_onnx)
+        print(f"ONNX models: {network} (network), {energy} (energy)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _check_datasets([*config.data, config.val], config.max_parts)
 
     from timbrescribe.training.agnostic import train
+    from timbrescribe.training.common import interrupt_on_signals
 
-    result = train(config)
+    with interrupt_on_signals():
+        result = train(config)
     status = "stopped at the time limit" if result.stopped_by_time_limit else "finished"
     print(f"training {status} at step {result.step}")
     print(f"best model: {result.best_path} (validation note onset F {result.best_note_f:.4f})")

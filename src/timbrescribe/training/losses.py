@@ -37,3 +37,74 @@ def note_losses(
     onset = focal_loss(onset_logits, onset_target, ONSET_ALPHA)
     frame = focal_loss(frame_logits, frame_target, FRAME_ALPHA)
     return {"onset": onset, "frame": frame, "total": onset + frame}
+
+
+INFO_NCE_TEMPERATURE = 0.15
+
+
+def single_owner_cells(part_frames: torch.Tensor, part_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cells of one clip played by exactly one part: (pitch rows, frames) and that part's index.
+
+    ``part_frames`` (parts, pitches, T) per-part frame targets, ``part_mask`` (parts,) which parts
+    exist. Cells where two parts sound the same pitch have no single owner and are left out."""
+    active = part_frames * part_mask.to(part_frames.dtype)[:, None, None] > 0.5
+    single = active.sum(dim=0) == 1
+    rows, frames = torch.nonzero(single, as_tuple=True)
+    owners = active[:, rows, frames].to(torch.int64).argmax(dim=0)
+    return torch.stack([rows, frames]), owners
+
+
+def info_nce_from_labels(vectors: torch.Tensor, labels: torch.Tensor, n_anchors: int,
+                         temperature: float = INFO_NCE_TEMPERATURE) -> torch.Tensor | None:
+    """Multi-positive InfoNCE of unit vectors (m, d) with part labels (m,): the first ``n_anchors``
+    rows are anchors, all m rows candidates. Per anchor: minus the mean over its positives (other
+    rows of its label) of log softmax over all other rows of sim / temperature; averaged over the
+    anchors that have a positive. Memory is n_anchors x m. None when no anchor has a positive."""
+    anchors = min(n_anchors, len(vectors))
+    similarity = vectors[:anchors] @ vectors.T / temperature  # (a, m)
+    self_mask = torch.zeros_like(similarity, dtype=torch.bool)
+    self_mask[torch.arange(anchors), torch.arange(anchors)] = True
+    similarity = similarity.masked_fill(self_mask, float("-inf"))
+    log_prob = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
+    positive = (labels[:anchors, None] == labels[None, :]) & ~self_mask
+    counts = positive.sum(dim=1)
+    usable = counts > 0
+    if not usable.any():
+        return None
+    per_anchor = -(log_prob.masked_fill(~positive, 0.0)).sum(dim=1)[usable] / counts[usable]
+    return per_anchor.mean()
+
+
+def timbre_info_nce(
+    embeddings: torch.Tensor,
+    part_frames: torch.Tensor,
+    part_mask: torch.Tensor,
+    n_anchors: int = 256,
+    n_candidates: int = 1024,
+    temperature: float = INFO_NCE_TEMPERATURE,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean multi-positive InfoNCE over the clips of a batch (DESIGN.md §4).
+
+    ``embeddings`` (B, d, pitches, T) unit vectors, ``part_frames`` (B, parts, pitches, T),
+    ``part_mask`` (B, parts). Per clip, up to ``n_candidates`` single-owner cells are drawn with
+    equal total weight per part (a quiet part with few notes counts as much as a busy one); the
+    first ``n_anchors`` of them are anchors. Positives share the anchor's part. Clips with fewer
+    than two sounding parts carry no contrast and are skipped; zero (with a gradient path) when
+    no clip qualifies."""
+    losses = []
+    for clip in range(embeddings.shape[0]):
+        cells, owners = single_owner_cells(part_frames[clip], part_mask[clip])
+        if owners.numel() < 2 or owners.unique().numel() < 2:
+            continue
+        per_part = torch.bincount(owners).to(torch.float32)
+        weights = 1.0 / per_part[owners]
+        chosen = torch.multinomial(weights, min(n_candidates, owners.numel()), replacement=False,
+                                   generator=generator)
+        vectors = embeddings[clip][:, cells[0, chosen], cells[1, chosen]].T.float()
+        loss = info_nce_from_labels(vectors, owners[chosen], n_anchors, temperature)
+        if loss is not None:
+            losses.append(loss)
+    if not losses:
+        return embeddings.sum() * 0.0
+    return torch.stack(losses).mean()

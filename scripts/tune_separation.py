@@ -1,0 +1,145 @@
+"""Choose how notes are clustered into instruments (affinity width, K-estimation method and its
+threshold) on validation data only, and write weights/clustering.json with a record beside it.
+
+Validation data: the synthetic validation set (held-out soundfont, 1-4 parts) and TRIOS dev
+(full mixes and 2-/3-part sub-mixes from stems). Never a test set.
+
+1. Every excerpt is analysed once with the separation model (notes + per-note timbre vectors).
+2. The affinity width and the pitch weight are chosen by the separated note onset F with the true
+   number of parts.
+3. With that width, every K-estimation method is swept over its parameter (the merge method's
+   threshold first, then its smallest group share at the best threshold); the choice maximises
+   the separated note F with estimated K (mean over the two sources, equal weight). Reported
+   beside it: how often K is exactly right, per true K.
+
+    .venv/bin/python scripts/tune_separation.py --model runs/timbre/separation.onnx
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from timbrescribe.clustering import ClusterSettings, cluster_notes  # noqa: E402
+from timbrescribe.evaluation import layout  # noqa: E402
+from timbrescribe.evaluation.metrics import score_separated  # noqa: E402
+from timbrescribe.inference import SeparationSession  # noqa: E402
+from timbrescribe.transcription import (  # noqa: E402
+    TUNED_CLUSTERING_PATH, analyse, note_pitches, package_decoder_settings, tracks_from_clustering,
+)
+from timbrescribe.tuning import model_fingerprint  # noqa: E402
+
+WIDTHS = (0.1, 0.2, 0.3, 0.5)
+PITCH_WEIGHTS = (0.0, 0.2)
+METHOD_GRIDS = {
+    "merge": ("merge_threshold", (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
+    "merge ": ("min_group_share", (0.0, 0.02, 0.05, 0.1, 0.15)),
+    "eigengap": ("affinity_width", (0.05, 0.1)),
+    "silhouette": ("silhouette_floor", (0.0, 0.2, 0.3, 0.4, 0.5)),
+}
+
+
+def analysed_excerpts(sources: dict[str, list[layout.Excerpt]], session) -> list[dict]:
+    decoder = package_decoder_settings()
+    items = []
+    for source, excerpts in sources.items():
+        for excerpt in tqdm(excerpts, desc=f"analyse {source}", unit="excerpt"):
+            analysis = analyse(excerpt.load_audio(), session, decoder, with_vectors=True)
+            parts = {name: notes for name, notes in excerpt.parts.items() if notes}
+            items.append({"source": source, "name": excerpt.name, "parts": parts,
+                          "notes": analysis.notes, "vectors": analysis.vectors})
+    return items
+
+
+def score(items: list[dict], settings: ClusterSettings, oracle: bool) -> dict:
+    """Per source: mean separated note F, and per true K the share of exact K estimates."""
+    note_f, k_hits = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    for item in items:
+        true_k = len(item["parts"])
+        clustering = cluster_notes(item["vectors"], true_k if oracle else None, settings, note_pitches(item["notes"]))
+        tracks = tracks_from_clustering(item["notes"], clustering)
+        note_f[item["source"]].append(score_separated(item["parts"], tracks).mean.note.f)
+        k_hits[item["source"]][true_k].append(clustering.k == true_k)
+    per_source = {source: float(np.mean(values)) for source, values in note_f.items()}
+    return {
+        "note_f": per_source,
+        "objective": float(np.mean(list(per_source.values()))),
+        "k_accuracy": {source: {k: float(np.mean(v)) for k, v in sorted(by_k.items())} for source, by_k in k_hits.items()},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="separation ONNX model to tune for")
+    parser.add_argument("--val", type=Path, default=ROOT / "datasets" / "val", help="synthetic validation set")
+    parser.add_argument("--trios", type=Path, default=ROOT.parent / "shared" / "data" / "trios")
+    parser.add_argument("--out", type=Path, default=TUNED_CLUSTERING_PATH, help="settings file to write")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    sources = {"synthetic-val": layout.excerpts(layout.read_dataset(args.val))}
+    if args.trios.is_dir():
+        sources["trios"] = layout.excerpts(layout.read_dataset(args.trios), submixes=True)
+    items = analysed_excerpts(sources, SeparationSession(args.model, threads=args.threads))
+    multi = [item for item in items if len(item["parts"]) >= 2]
+
+    base = ClusterSettings()
+    oracle = {}
+    for width in WIDTHS:
+        for weight in PITCH_WEIGHTS:
+            oracle[width, weight] = score(multi, dataclasses.replace(base, affinity_width=width, pitch_weight=weight), oracle=True)
+            print(f"oracle K  width {width:<5} pitch weight {weight:<4} objective {oracle[width, weight]['objective']:.4f} "
+                  f"note F {json.dumps({k: round(v, 4) for k, v in oracle[width, weight]['note_f'].items()})}", flush=True)
+    width, weight = max(oracle, key=lambda key: oracle[key]["objective"])
+    base = dataclasses.replace(base, pitch_weight=weight)
+    print(f"chosen width {width}, pitch weight {weight}")
+
+    tried = []
+    best_merge = base
+    for method, (field, values) in METHOD_GRIDS.items():
+        for value in values:
+            start = best_merge if method == "merge " else dataclasses.replace(base, affinity_width=width)
+            settings = dataclasses.replace(start, method=method.strip(), **{field: value})
+            result = score(items, settings, oracle=False)
+            tried.append((settings, result))
+            if settings.method == "merge" and result["objective"] >= max(
+                    (r["objective"] for st, r in tried if st.method == "merge"), default=-1.0):
+                best_merge = settings
+            print(f"estimated K  {method:<10} {field}={value:<5} objective {result['objective']:.4f} "
+                  f"note F {json.dumps({k: round(v, 4) for k, v in result['note_f'].items()})} "
+                  f"K exact {json.dumps(result['k_accuracy'])}")
+    chosen, result = max(tried, key=lambda pair: pair[1]["objective"])
+    oracle_chosen = score(multi, chosen, oracle=True)
+    print(f"chosen: {chosen}")
+    print(f"  estimated K: {json.dumps(result)}")
+    print(f"  oracle K (2+ parts): {json.dumps(oracle_chosen)}")
+
+    args.out.write_text(json.dumps(chosen.to_dict(), indent=1) + "\n")
+    record = {
+        "model": str(args.model), "model_fingerprint": model_fingerprint(args.model),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "sources": {source: len(excerpts) for source, excerpts in sources.items()},
+        "chosen": chosen.to_dict(), "estimated_k": result, "oracle_k": oracle_chosen,
+        "oracle_by_width_and_pitch_weight": {f"{w} {p}": result for (w, p), result in oracle.items()},
+        "tried": [{"settings": s.to_dict(), **r} for s, r in tried],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    args.out.with_suffix(".tuning.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out} and its record ({record['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
