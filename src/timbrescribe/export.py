@@ -14,7 +14,6 @@ run them: rates, pitch grid, chunking context, input/output names and where the 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from torch import nn
 from timbrescribe.frontend import CQT, frame_energy, log_scale_from_moments
 from timbrescribe.inference import energy_model_path
 from timbrescribe.model import AgnosticModel, SeparationModel
+from timbrescribe.outputs import atomic_path
 
 _EXAMPLE_SAMPLES = 30000
 
@@ -70,12 +70,16 @@ def _export(model: nn.Module, cqt: CQT, outputs: list[str], path: str | Path) ->
         _write_onnx(_EnergyGraph(cqt).eval(), (audio,), ["audio"], ["energy"], energy_path)
     finally:
         model.train(was_training)
-    card = model_card(path, outputs)
-    card_path = card_path_for(path)
-    tmp = card_path.with_name(f".{card_path.name}.tmp")
-    tmp.write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(tmp, card_path)
+    write_model_card(path, outputs)
     return path, energy_path
+
+
+def write_model_card(network_path: str | Path, outputs: list[str]) -> Path:
+    """Write model_card(network_path, outputs) beside the graph (card_path_for); returns its path."""
+    card_path = card_path_for(network_path)
+    with atomic_path(card_path) as temporary:
+        temporary.write_text(json.dumps(model_card(network_path, outputs), indent=1) + "\n")
+    return card_path
 
 
 def card_path_for(network_path: str | Path) -> Path:
@@ -119,7 +123,7 @@ def model_card(network_path: str | Path, outputs: list[str]) -> dict:
 def _write_onnx(
     module: nn.Module, args: tuple, input_names: list[str], output_names: list[str], path: Path
 ) -> None:
-    """Export with dynamic batch and sample count, check, and write atomically (tmp + rename)."""
+    """Export with dynamic batch and sample count, check, and write atomically (outputs.atomic_path)."""
     import onnx
 
     batch, samples = torch.export.Dim("batch", min=1), torch.export.Dim("samples", min=1)
@@ -139,9 +143,5 @@ def _write_onnx(
     proto = program.model_proto
     onnx.checker.check_model(proto, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(proto.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(proto.SerializeToString())

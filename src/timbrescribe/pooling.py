@@ -12,7 +12,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from timbrescribe.constants import MIDI_MIN, N_PITCHES, time_to_frame
+from timbrescribe.constants import MIDI_MIN, N_PITCHES
+from timbrescribe.data.labels import note_frames
 from timbrescribe.notes import Note
 
 # Cells stored per segment (2 MiB for 12 dimensions) and pooled together at most (unless one pitch
@@ -67,8 +68,7 @@ class CellStore:
         if not notes or not self._chunks:
             return np.zeros((len(notes), dim), np.float32)
         rows = np.array([n.pitch - MIDI_MIN for n in notes], np.int64)
-        starts = np.array([time_to_frame(n.onset) for n in notes], np.int64)
-        ends = np.maximum(np.array([time_to_frame(n.offset) for n in notes], np.int64), starts + 1)
+        starts, ends = note_frames(np.array([n.onset for n in notes]), np.array([n.offset for n in notes]))
         span = max(self._n_frames, int(ends.max())) + 1  # row * span + frame orders cells by (row, frame)
         pooled = np.zeros((len(notes), dim))
         for first, last in self._row_blocks():

@@ -42,7 +42,7 @@ TUNED_CLUSTERING_PATH = WEIGHTS_DIR / "clustering.json"
 # Cells whose frame activation reaches this share of the decoder's frame threshold keep their
 # embedding for pooling (notes bridge short dips below the threshold; weaker cells weigh little).
 CELL_FLOOR_RATIO = 0.5
-MAX_INSTRUMENTS = len(range(16)) - 1  # MIDI channels for pitched tracks
+MAX_INSTRUMENTS = len(outputs.MELODIC_CHANNELS)  # one MIDI channel per pitched track
 
 
 @dataclass

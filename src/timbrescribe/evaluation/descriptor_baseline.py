@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from timbrescribe.constants import BINS_PER_OCTAVE, BINS_PER_SEMITONE, MIDI_MIN, N_BINS, time_to_frame
+from timbrescribe.constants import BINS_PER_OCTAVE, BINS_PER_SEMITONE, MIDI_MIN, N_BINS, SAMPLE_RATE, time_to_frame
 from timbrescribe.evaluation.systems import System
 from timbrescribe.notes import Note, Track
 
@@ -92,7 +92,7 @@ class DescriptorBaselineSystem(System):
         )
 
         samples = prepare_audio(audio, sr)
-        notes = transcribe(samples, 22050, instruments=1, session=self._session).notes
+        notes = transcribe(samples, SAMPLE_RATE, instruments=1, session=self._session).notes
         with torch.no_grad():
             spectrum = self._frontend(torch.from_numpy(samples)[None])[0].numpy()
         clustering = cluster_notes(

@@ -3,7 +3,6 @@ the CSV log, seeding and DataLoader worker set-up."""
 from __future__ import annotations
 
 import csv
-import os
 import random
 import signal
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from timbrescribe.outputs import atomic_path
 
 LAST_CHECKPOINT = "last.pt"
 BEST_WEIGHTS = "best.pt"
@@ -35,10 +36,9 @@ def limit_worker_threads(worker_id: int) -> None:
 
 
 def save_atomically(payload, path: Path) -> None:
-    """torch.save to a temporary file next to ``path``, then rename over it."""
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    """torch.save to a temporary file next to ``path``, then rename over it (outputs.atomic_path)."""
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, progress: Progress, config) -> None:
