@@ -170,8 +170,10 @@ def _nan_file(path):
         (lambda path: soundfile.write(str(path), np.full(100, 0.1, np.float32), SAMPLE_RATE), "too short"),
         (lambda path: soundfile.write(str(path), np.full(200, 0.1, np.float32), 44100), "too short"),
         (_nan_file, "non-finite"),
+        (lambda path: soundfile.write(str(path), np.full(4000, 3e6, np.float32), SAMPLE_RATE, subtype="FLOAT"),
+         "samples reach 3e[+]06, far beyond full scale"),
     ],
-    ids=["missing", "directory", "corrupt", "truncated", "empty", "short", "short-44k", "nan"],
+    ids=["missing", "directory", "corrupt", "truncated", "empty", "short", "short-44k", "nan", "loud"],
 )
 def test_stream_rejects_what_load_audio_rejects_with_the_same_message(tmp_path, make, message):
     path = tmp_path / "bad.wav"

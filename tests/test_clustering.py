@@ -4,7 +4,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from timbrescribe.clustering import ESTIMATION_METHODS, ClusterSettings, cluster_notes, estimate_k
+from timbrescribe.clustering import ESTIMATION_METHODS, ClusterSettings, cluster_notes, estimate_k, polyphony_share
+from timbrescribe.notes import Note
 from timbrescribe.training.timbre import note_accuracy
 
 
@@ -82,11 +83,34 @@ def test_settings_are_checked():
 def test_pitch_weight_adds_the_register_and_zero_ignores_it():
     vectors, _ = _groups(1, per_group=60, noise=0.05, seed=8)  # one timbre ...
     pitches = np.r_[np.full(30, 40), np.full(30, 84)]  # ... in two registers far apart
-    apart = cluster_notes(vectors, 2, ClusterSettings(pitch_weight=1.0), pitches)
+    notes = [Note(0.5 * i, 0.5 * i + 0.4, int(p)) for i, p in enumerate(pitches)]
+    apart = cluster_notes(vectors, 2, ClusterSettings(pitch_weight=1.0), notes)
     assert note_accuracy(apart.labels, (pitches > 60).astype(int)) == 1.0
-    assert cluster_notes(vectors, None, ClusterSettings(pitch_weight=0.0), pitches).k == 1
-    with pytest.raises(ValueError, match="pitches"):
-        cluster_notes(vectors, 2, ClusterSettings(), pitches[:5])
+    assert cluster_notes(vectors, None, ClusterSettings(pitch_weight=0.0), notes).k == 1
+    with pytest.raises(ValueError, match="notes"):
+        cluster_notes(vectors, 2, ClusterSettings(), notes[:5])
+
+
+def test_polyphony_share_counts_overlapping_time_only():
+    assert polyphony_share([]) == 0.0
+    line = [Note(0.0, 1.0, 60), Note(1.0, 2.0, 62), Note(3.0, 4.0, 64)]  # touching, then a rest
+    assert polyphony_share(line) == 0.0
+    # 0-2 one note, 1-2 a second one over it, 2-3 the second alone: overlap 1 s of 3 s sounding
+    assert polyphony_share([Note(0.0, 2.0, 60), Note(1.0, 3.0, 67)]) == pytest.approx(1 / 3)
+    assert polyphony_share([Note(0.0, 1.0, 60), Note(0.0, 1.0, 64), Note(0.0, 1.0, 67)]) == 1.0
+
+
+def test_a_melodic_line_is_one_instrument_whatever_the_vectors():
+    vectors, _ = _groups(2, per_group=40, noise=0.05, seed=9)  # two clear timbres ...
+    line = [Note(0.3 * i, 0.3 * i + 0.25, 60) for i in range(len(vectors))]  # ... one note at a time
+    chords = [Note(0.3 * (i // 2), 0.3 * (i // 2) + 0.25, 60 + i % 2) for i in range(len(vectors))]
+    settings = ClusterSettings(method="merge", merge_threshold=0.5, solo_polyphony=0.2)
+    assert cluster_notes(vectors, None, settings, line).k == 1
+    assert cluster_notes(vectors, None, settings, chords).k == 2  # notes overlap: timbre decides
+    assert cluster_notes(vectors, 2, settings, line).k == 2  # a given K is kept
+    assert cluster_notes(vectors, None, dataclasses.replace(settings, solo_polyphony=0.0), line).k == 2
+    with pytest.raises(ValueError, match="solo_polyphony"):
+        ClusterSettings(solo_polyphony=1.5)
 
 
 def test_a_few_odd_notes_do_not_count_as_an_instrument():
@@ -103,3 +127,17 @@ def test_notes_without_a_vector_do_not_break_estimation():
     for method in ESTIMATION_METHODS:
         result = cluster_notes(vectors, None, ClusterSettings(method=method))
         assert result.labels.shape == (len(vectors),) and 1 <= result.k <= 6
+
+
+def test_spectrum_labels_equal_scikit_learns_spectral_clustering():
+    from sklearn.cluster import SpectralClustering
+
+    from timbrescribe.clustering import Spectrum, _unit, affinity
+
+    for k, seed in ((2, 1), (3, 2), (4, 3)):
+        vectors, _ = _groups(k, per_group=30, noise=0.8, seed=seed)  # groups that overlap
+        vectors = _unit(vectors)
+        reference = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr",
+                                       random_state=0).fit_predict(affinity(vectors, 0.25))
+        ours = Spectrum(vectors, 0.25, 7).labels(k)  # more columns than needed: only k are read
+        assert note_accuracy(ours, reference) == 1.0

@@ -114,7 +114,7 @@ def test_validation_preset_uses_only_the_held_out_soundfont():
 def test_presets_cover_the_part_counts_and_the_music_sources():
     assert PRESETS["train-agnostic"].part_counts == (1, 2, 3, 4)
     assert PRESETS["train-mix"].part_counts == (2, 3, 4) and PRESETS["train-mix"].same_family_prob > 0
-    for name in ("train-agnostic", "train-mix", "val"):
+    for name in ("train-agnostic", "train-mix", "train-acoustic", "val"):
         assert 0 < PRESETS[name].score_fraction < 1
     assert all(name in SOUNDFONTS for p in PRESETS.values() for name in p.soundfonts)
 
@@ -132,7 +132,15 @@ def test_command_prints_a_summary(tmp_path, capsys):
 
 
 def test_unknown_preset_is_a_user_error(tmp_path, capsys):
-    with pytest.raises(UserError, match="smoke, train-agnostic, train-mix, val"):
+    with pytest.raises(UserError, match="smoke, train-agnostic, train-mix, train-acoustic, val"):
         get_preset("nope")
     assert main(["data", "render", "--preset", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_acoustic_preset_draws_its_parts_by_family_weight():
+    composed = replace(PRESETS["train-acoustic"], score_fraction=0.0, example_s=(4.0, 4.0))
+    weights = composed.family_weights
+    families = [part.family for index in range(30) for part in make_example(composed, 0, index).parts]
+    assert set(families) <= {name for name, weight in weights.items() if weight > 0}
+    assert families.count("piano") > families.count("synth_lead") + families.count("synth_pad")

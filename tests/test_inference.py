@@ -145,7 +145,8 @@ def test_network_graph_accepts_a_batch(exported, session):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "audio", [np.zeros((2, 100)), np.zeros(0), np.array([0.0, np.nan])], ids=["stereo", "empty", "nan"]
+    "audio", [np.zeros((2, 100)), np.zeros(0), np.array([0.0, np.nan]), np.full(5000, 1e20)],
+    ids=["stereo", "empty", "nan", "loud"],
 )
 def test_bad_audio_is_a_user_error(session, audio):
     with pytest.raises(UserError):
@@ -270,3 +271,18 @@ def test_a_file_cut_short_after_it_was_opened_is_a_user_error(tmp_path):
     soundfile.write(str(path), _music(1.0), SAMPLE_RATE)
     with pytest.raises(UserError, match="changed while it was being read"):
         AgnosticSession(threads=1).activations(stream)
+
+
+def test_long_files_keep_float16_maps_that_decode_to_the_same_notes(monkeypatch):
+    import timbrescribe.inference as inference
+
+    session = AgnosticSession(threads=1)  # the shipped model: real activations near thresholds
+    audio = _music(40.0, seed=3)
+    short_onset, short_frame = session.activations(audio, chunk_seconds=6.0)
+    monkeypatch.setattr(inference, "SHORT_FILE_SECONDS", 30.0)
+    onset, frame = session.activations(audio)  # "long": 6 s chunks, float16 maps
+    assert short_onset.dtype == np.float32 and onset.dtype == frame.dtype == np.float16
+    np.testing.assert_allclose(frame, short_frame, atol=5e-4)
+    notes = decode_notes(short_onset, short_frame)
+    assert len(notes) > 40
+    assert decode_notes(onset, frame) == notes

@@ -105,3 +105,18 @@ def test_choose_programs_reaches_every_program_and_is_deterministic():
     assert first == choose_programs(np.random.default_rng(5), 4)
     with pytest.raises(ValueError):
         choose_programs(rng, 0)
+
+
+def test_choose_programs_follows_family_weights():
+    rng = np.random.default_rng(1)
+    weights = {"piano": 6.0, "strings": 3.0, "reed": 1.0}
+    draws = [choose_programs(rng, 1, 0.0, weights) for _ in range(3000)]
+    share = {f: np.mean([family_of(p[0]) == f for p in draws]) for f in weights}
+    assert set(share) == {family_of(p[0]) for p in draws}  # unnamed families never play
+    assert 0.55 < share["piano"] < 0.65 and 0.25 < share["strings"] < 0.35
+    pairs = [choose_programs(rng, 3, 1.0, weights) for _ in range(300)]
+    assert all(len(set(p)) == 3 and _has_same_family_pair(p) for p in pairs)
+    with pytest.raises(ValueError, match="1..2"):
+        choose_programs(rng, 3, 0.0, {"piano": 1.0, "reed": 1.0})
+    with pytest.raises(ValueError, match="unknown instrument families"):
+        choose_programs(rng, 2, 0.0, {"lute": 1.0})

@@ -96,6 +96,18 @@ def test_separated_scoring_leaves_an_extra_track_unmatched():
     result = score_separated({"a": PART_A, "b": PART_B}, tracks)
     assert result.unmatched_tracks == ["junk"]
     assert result.mean.note.f == pytest.approx(1.0)
+    n = len(PART_A) + len(PART_B)  # the junk note is charged as a false positive over all notes
+    assert_prf(result.all_notes, n / (n + 1), 1.0, 2 * n / (2 * n + 1))
+
+
+def test_splitting_a_part_into_extra_tracks_lowers_the_all_notes_score():
+    whole = score_separated({"a": PART_A, "b": PART_B}, [Track("x", PART_A), Track("y", PART_B)])
+    split = score_separated({"a": PART_A, "b": PART_B},
+                            [Track("x1", PART_A[:1]), Track("x2", PART_A[1:]), Track("y", PART_B)])
+    assert_prf(whole.all_notes, 1.0, 1.0, 1.0)
+    # part a is matched to x2 (2 of its 3 notes); the note in x1 is missed
+    assert split.all_notes.recall == pytest.approx(1 - 1 / (len(PART_A) + len(PART_B)))
+    assert split.all_notes.f < whole.all_notes.f
 
 
 def test_separated_scoring_gives_a_part_without_track_zero():

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pretty_midi
@@ -16,6 +19,8 @@ from timbrescribe.outputs import (
     CSV_COLUMNS,
     NOTE_ALPHA,
     atomic_path,
+    atomic_paths,
+    stale_temporaries,
     write_csv,
     write_json,
     write_midi,
@@ -159,6 +164,100 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
         temporary.write_text("complete")
     assert target.read_text() == "complete"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def _old_set(folder) -> list:
+    targets = [folder / name for name in ("a.mid", "a.json", "a.csv")]
+    for target in targets:
+        target.write_text(f"old {target.name}")
+    return targets
+
+
+def test_atomic_paths_replace_the_whole_set_or_nothing(tmp_path):
+    targets = _old_set(tmp_path)
+    with pytest.raises(RuntimeError):
+        with atomic_paths(targets) as temporaries:
+            temporaries[0].write_text("new")
+            temporaries[1].write_text("new")
+            raise RuntimeError("the third writer crashed")
+    assert [t.read_text() for t in targets] == ["old a.mid", "old a.json", "old a.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.json", "a.mid"]
+    with atomic_paths(targets) as temporaries:
+        assert [t.parent for t in temporaries] == [tmp_path] * 3 and len(set(temporaries)) == 3
+        for temporary in temporaries:
+            temporary.write_text("new")
+    assert [t.read_text() for t in targets] == ["new"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.json", "a.mid"]
+
+
+def test_atomic_paths_replace_nothing_when_a_directory_is_in_the_way(tmp_path):
+    targets = _old_set(tmp_path)
+    targets[2].unlink()
+    targets[2].mkdir()
+    with pytest.raises(IsADirectoryError, match="a directory is in the way"):
+        with atomic_paths(targets) as temporaries:
+            for temporary in temporaries:
+                temporary.write_text("new")
+    assert [t.read_text() for t in targets[:2]] == ["old a.mid", "old a.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.json", "a.mid"]
+
+
+# Sends a real signal to itself right after the first file of the set is moved into place (the
+# real os.replace runs; the wrapper only times the signal), then says whether it got past the block.
+SIGNAL_DURING_RENAMES = """
+import os, sys
+from pathlib import Path
+from timbrescribe.outputs import atomic_paths
+
+folder, number = Path(sys.argv[1]), int(sys.argv[2])
+real_replace, sent = os.replace, []
+
+def replace_then_signal(source, target):
+    real_replace(source, target)
+    if not sent:
+        sent.append(number)
+        os.kill(os.getpid(), number)
+
+os.replace = replace_then_signal
+with atomic_paths([folder / name for name in ("a.mid", "a.json", "a.csv")]) as temporaries:
+    for temporary in temporaries:
+        temporary.write_text("new")
+print("went on after the signal")
+"""
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_the_renames_waits_until_the_set_is_in_place(tmp_path, number):
+    targets = _old_set(tmp_path)
+    run = subprocess.run([sys.executable, "-c", SIGNAL_DURING_RENAMES, str(tmp_path), str(int(number))],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "went on" not in run.stdout  # the signal did end the process
+    if number == signal.SIGINT:
+        assert "KeyboardInterrupt" in run.stderr
+    assert [t.read_text() for t in targets] == ["new"] * 3  # ... but only once all three were new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.json", "a.mid"]
+
+
+def test_stale_temporaries_are_those_of_the_target_only(tmp_path):
+    target = tmp_path / "x.mid"
+    with pytest.raises(RuntimeError):
+        with atomic_paths([target]) as (temporary,):
+            write_midi([], temporary)  # nests a temporary of its own, then moves it onto ours
+            inner = tmp_path / f".{temporary.name}.0123abcd.tmp"
+            inner.write_text("as a killed nested writer leaves it")
+            other = tmp_path / f".x.mid.json.{temporary.name[-12:]}"  # of another output, x.mid.json
+            other.write_text("another output's")
+            assert stale_temporaries(target) == sorted([temporary, inner])
+            raise RuntimeError("stop before the rename")
+    assert stale_temporaries(target) == [inner]  # atomic_paths removes only its own
+    assert stale_temporaries(tmp_path / "x.mid.json") == [other] and stale_temporaries(tmp_path / "x") == []
+
+
+def test_signal_handlers_are_restored_after_the_renames(tmp_path):
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    with atomic_paths([tmp_path / "x"]) as (temporary,):
+        temporary.write_text("x")
+    assert {number: signal.getsignal(number) for number in before} == before
 
 
 def _pixels_near(image: np.ndarray, rgb: np.ndarray, tolerance: float = 0.03) -> int:

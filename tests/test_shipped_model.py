@@ -98,7 +98,8 @@ def test_demo_command_writes_every_format(tmp_path, example_result):
     out = tmp_path / "demo"
     argv = ["transcribe", str(EXAMPLE), "-o", str(out), "--instruments", "auto", "--format", "midi,json,csv", "--plot"]
     assert main(argv) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["example.csv", "example.json", "example.mid", "example.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "example.csv", "example.json", "example.mid", "example.png", "example.timbrescribe"]
     instruments = pretty_midi.PrettyMIDI(str(out / "example.mid")).instruments
     assert [i.name for i in instruments] == ["instrument 1", "instrument 2", "instrument 3"]
     midi_notes = [n for inst in instruments for n in inst.notes]

@@ -22,8 +22,15 @@ MIN_SAMPLES = HOP
 # Input frames decoded per block when streaming (1.5 s at 44.1 kHz).
 STREAM_BLOCK_FRAMES = 1 << 16
 RESAMPLE_QUALITY = "HQ"
+# Sample rates accepted for input (files and arrays), in Hz.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
 _READ_ERRORS = (soundfile.LibsndfileError, RuntimeError, ValueError)
 
+
+# Largest sample magnitude accepted: float files are full scale at ±1, and even integer-valued
+# floats (±32768) are far below this; beyond it the spectrogram's power overflows float32.
+MAX_SAMPLE_MAGNITUDE = 1e6
 
 class AudioError(UserError):
     """The audio cannot be used as it is (missing, unreadable, empty, too short, non-finite)."""
@@ -37,7 +44,7 @@ def load_audio(path: str | Path) -> np.ndarray:
     except _READ_ERRORS as err:
         raise AudioError(f"{path}: cannot read as audio ({err})") from None
     try:
-        return prepare_audio(samples, sr)
+        return _model_rate_mono(samples, sr)
     except AudioError as err:
         raise AudioError(f"{path}: {err}") from None
 
@@ -46,8 +53,38 @@ def prepare_audio(samples: np.ndarray, sr: int) -> np.ndarray:
     """Check and convert in-memory audio: (N,) or (N, channels) at ``sr`` Hz -> mono float32 (N',)
     at SAMPLE_RATE."""
     samples = np.asarray(samples)
-    if not (isinstance(sr, (int, np.integer)) and sr > 0):
-        raise AudioError(f"sample rate must be a positive integer, got {sr!r}")
+    check_layout(samples.shape)
+    return _model_rate_mono(samples, sr)
+
+
+def check_sample_rate(sr: object) -> int:
+    """``sr`` as an int, or AudioError unless it is a whole number of Hz in
+    [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE] (a bool is not a rate)."""
+    if isinstance(sr, (bool, np.bool_)) or not isinstance(sr, (int, np.integer)) or not (
+        MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE
+    ):
+        raise AudioError(
+            f"sample rate must be a whole number of Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}, got {sr!r}"
+        )
+    return int(sr)
+
+
+def check_layout(shape: tuple[int, ...]) -> None:
+    """AudioError unless an audio array of this shape is laid out as (n_samples,) or
+    (n_samples, channels); a channels-first array (fewer rows than columns) is named as such."""
+    expected = "audio arrays have shape (n_samples,) or (n_samples, channels)"
+    if len(shape) not in (1, 2):
+        raise AudioError(f"{expected}, got shape {shape}")
+    if len(shape) == 2 and 0 < shape[0] < shape[1]:
+        raise AudioError(
+            f"{expected}; shape {shape} looks like (channels, n_samples): pass ({shape[1]}, {shape[0]}), "
+            "e.g. samples.T"
+        )
+
+
+def _model_rate_mono(samples: np.ndarray, sr: int) -> np.ndarray:
+    """(N,) or (N, channels) samples at ``sr`` Hz -> checked mono float32 (N',) at SAMPLE_RATE."""
+    sr = check_sample_rate(sr)
     if samples.ndim not in (1, 2) or samples.size == 0:
         raise AudioError(f"audio is empty (shape {samples.shape})")
     mono = _mono(samples)
@@ -100,8 +137,12 @@ def open_audio(path: str | Path) -> AudioStream:
     path = _checked_path(path)
     with _open_sound_file(path) as sound:
         sample_rate, frames, channels = sound.samplerate, sound.frames, sound.channels
-    if frames == 0:
-        raise AudioError(f"{path}: audio is empty (shape (0, {channels}))")
+    try:
+        check_sample_rate(sample_rate)
+        if frames == 0:
+            raise AudioError(f"audio is empty (shape (0, {channels}))")
+    except AudioError as err:
+        raise AudioError(f"{path}: {err}") from None
     n_samples = sum(len(block) for block in _mono_blocks(path))
     try:
         _check_length(n_samples, frames, sample_rate)
@@ -149,13 +190,23 @@ def _mono_blocks(path: Path) -> Iterator[np.ndarray]:
             yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
+def check_sample_values(samples: np.ndarray) -> None:
+    """AudioError unless every sample is finite and within ±MAX_SAMPLE_MAGNITUDE."""
+    if not np.all(np.isfinite(samples)):
+        raise AudioError("audio contains non-finite samples (NaN or infinity)")
+    peak = float(np.max(np.abs(samples), initial=0.0))
+    if peak > MAX_SAMPLE_MAGNITUDE:
+        raise AudioError(f"audio samples reach {peak:.3g}, far beyond full scale (±1); the model "
+                         f"takes samples up to ±{MAX_SAMPLE_MAGNITUDE:.0e} (is the file's scaling wrong?)")
+
+
 def _mono(samples: np.ndarray) -> np.ndarray:
-    """Numeric samples (N,) or (N, channels) checked to be finite, as mono float32 (channel mean)."""
+    """Numeric samples (N,) or (N, channels) checked (check_sample_values), as mono float32
+    (channel mean)."""
     if not np.issubdtype(samples.dtype, np.number):
         raise AudioError(f"audio samples must be numbers, got dtype {samples.dtype}")
     samples = samples.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(samples)):
-        raise AudioError("audio contains non-finite samples (NaN or infinity)")
+    check_sample_values(samples)
     if samples.ndim == 2:
         # A view for one channel: a long mono file is not copied again.
         samples = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)

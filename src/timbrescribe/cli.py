@@ -24,6 +24,7 @@ GROUP_HELP = {
 EXAMPLES = """examples:
   timbrescribe transcribe song.wav -o out/                 out/song.mid
   timbrescribe transcribe recordings/ -o out/ --format midi,json,csv --plot
+  timbrescribe transcribe dataset/ -o out/ --recursive --jobs 2 --skip-existing
   timbrescribe data render --preset smoke --out data/smoke
   timbrescribe COMMAND --help                              options of one command"""
 

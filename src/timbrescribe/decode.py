@@ -70,9 +70,9 @@ class DecoderSettings(JsonSettings):
 def decode_notes(
     onset: np.ndarray, frame: np.ndarray, settings: DecoderSettings = DecoderSettings()
 ) -> list[Note]:
-    """Notes from onset and frame probability maps (N_PITCHES x T), sorted by (onset, pitch)."""
-    onset = np.asarray(onset, dtype=np.float32)
-    frame = np.asarray(frame, dtype=np.float32)
+    """Notes from onset and frame probability maps (N_PITCHES x T; float32 or float16, which is
+    widened a block at a time), sorted by (onset, pitch)."""
+    onset, frame = np.asarray(onset), np.asarray(frame)
     if onset.ndim != 2 or onset.shape != frame.shape or onset.shape[0] != N_PITCHES:
         raise ValueError(
             f"onset and frame maps must both be ({N_PITCHES}, T); "
@@ -85,7 +85,10 @@ def decode_notes(
             raise ValueError(f"{name} activations must be probabilities in [0, 1] (logits? NaN?)")
     rows = max(1, BLOCK_CELLS // onset.shape[1])
     blocks = [
-        _decode_rows(onset[first : first + rows], frame[first : first + rows], settings, first)
+        _decode_rows(
+            onset[first : first + rows].astype(np.float32), frame[first : first + rows].astype(np.float32),
+            settings, first,
+        )
         for first in range(0, N_PITCHES, rows)
     ]
     row, start, end, velocity = (np.concatenate(parts) for parts in zip(*blocks))

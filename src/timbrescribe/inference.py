@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from timbrescribe.audio import AudioStream
+from timbrescribe.audio import AudioStream, check_sample_values
 from timbrescribe.constants import FRAME_RATE, HOP, N_PITCHES, SAMPLE_RATE, n_frames
 from timbrescribe.errors import UserError
 from timbrescribe.pooling import CellStore
@@ -30,11 +30,13 @@ EMBEDDING_OUTPUT = "embedding"
 # Audio kept per chunk: onnxruntime's working memory grows with it, the context overhead shrinks.
 # Note model: 6 s take about 35 MB (15 s: 90 MB) for 10 % more CPU time (context overhead 37 %).
 # Separation model: 3 s take about 65 MB (15 s: 200 MB) for 45 % more CPU time. These sizes keep
-# a 60-minute file under 400 MB beside its whole-file onset and frame maps (2 x 104 MB).
+# a 60-minute file inside its memory bound beside its whole-file onset and frame maps.
 DEFAULT_CHUNK_SECONDS = 6.0
 SEPARATION_CHUNK_SECONDS = 3.0
 # Files up to this long are cut into SHORT_FILE_CHUNK_SECONDS chunks instead: their maps are small,
 # so memory allows longer chunks, which spend less time on context (15 % instead of 37 % / 74 %).
+# Longer files keep their whole-file maps as float16 (2 x 52 MB per 30 minutes instead of
+# 2 x 104 MB): probabilities keep 3 significant digits, far finer than any threshold matters.
 SHORT_FILE_SECONDS = 600.0
 SHORT_FILE_CHUNK_SECONDS = 15.0
 
@@ -116,19 +118,20 @@ class AgnosticSession:
         progress: Callable[[int, int], None] | None = None,
         cells: CellStore | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Onset and frame probabilities, each (84, n_frames(len(audio))) float32, of mono
-        22050 Hz audio: an array, or an AudioStream (audio.open_audio) that is decoded once per
-        pass and never held whole; both give the same maps. ``chunk_seconds``: audio kept from each
-        chunk (None: SHORT_FILE_CHUNK_SECONDS up to SHORT_FILE_SECONDS of audio, the session's
-        ``chunk_seconds`` for longer files). ``progress(done, total)`` is called after
+        """Onset and frame probabilities, each (84, n_frames(len(audio))), of mono 22050 Hz
+        audio: an array, or an AudioStream (audio.open_audio) that is decoded once per pass and
+        never held whole; both give the same maps. ``chunk_seconds``: audio kept from each chunk
+        (None: SHORT_FILE_CHUNK_SECONDS up to SHORT_FILE_SECONDS of audio, the session's
+        ``chunk_seconds`` for longer files). The maps are float32 up to SHORT_FILE_SECONDS of
+        audio and float16 beyond (see there). ``progress(done, total)`` is called after
         every chunk of both passes. ``cells``: receives the embeddings of the sounding cells
         (separation models only)."""
         if cells is not None and not self.has_embeddings:
             raise ValueError("this model gives no embeddings")
         if not isinstance(audio, AudioStream):
             audio = _checked_audio(audio)
+        short = len(audio) <= SHORT_FILE_SECONDS * SAMPLE_RATE
         if chunk_seconds is None:
-            short = len(audio) <= SHORT_FILE_SECONDS * SAMPLE_RATE
             chunk_seconds = SHORT_FILE_CHUNK_SECONDS if short else self.chunk_seconds
         spans = list(chunk_spans(n_frames(len(audio)), max(1, int(round(chunk_seconds * FRAME_RATE)))))
 
@@ -138,7 +141,8 @@ class AgnosticSession:
 
         moments = self._energy_moments(audio, spans, report)
         self._release_memory(self.energy, {})
-        onset, frame = self._network_maps(audio, spans, moments, cells, lambda done: report(len(spans) + done))
+        dtype = np.float32 if short else np.float16
+        onset, frame = self._network_maps(audio, spans, moments, cells, dtype, lambda done: report(len(spans) + done))
         self._release_memory(self.network, {"energy_moments": moments})
         return onset, frame
 
@@ -156,20 +160,20 @@ class AgnosticSession:
 
     def _network_maps(
         self, audio: np.ndarray | AudioStream, spans: list[Span], moments: np.ndarray,
-        cells: CellStore | None, report: Callable[[int], None],
+        cells: CellStore | None, dtype: type, report: Callable[[int], None],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Pass 2: the onset and frame maps of the whole file from the network, chunk by chunk;
-        the sounding cells' embeddings go to ``cells``."""
+        """Pass 2: the onset and frame maps (``dtype``) of the whole file from the network, chunk
+        by chunk; the sounding cells' embeddings go to ``cells``."""
         total_frames = spans[-1][3]
-        onset = np.empty((N_PITCHES, total_frames), dtype=np.float32)
-        frame = np.empty((N_PITCHES, total_frames), dtype=np.float32)
+        onset = np.empty((N_PITCHES, total_frames), dtype=dtype)
+        frame = np.empty((N_PITCHES, total_frames), dtype=dtype)
         wanted = ["onset", "frame"] + ([EMBEDDING_OUTPUT] if cells is not None else [])
         for done, (span, chunk) in enumerate(zip(spans, _chunks(audio, spans)), start=1):
             outputs = self.network.run(wanted, {"audio": chunk, "energy_moments": moments})
             onset[:, span[2] : span[3]] = _kept(outputs[0][0], span)
             frame[:, span[2] : span[3]] = _kept(outputs[1][0], span)
             if cells is not None:
-                cells.add(frame[:, span[2] : span[3]], _kept(outputs[2][0], span), span[2])
+                cells.add(_kept(outputs[1][0], span), _kept(outputs[2][0], span), span[2])
             report(done)
         return onset, frame
 
@@ -201,8 +205,7 @@ def _checked_audio(audio: np.ndarray) -> np.ndarray:
         raise UserError(f"expected mono audio (one dimension), got shape {audio.shape}")
     if audio.size == 0:
         raise UserError("the audio is empty")
-    if not np.all(np.isfinite(audio)):
-        raise UserError("the audio contains NaN or infinite samples")
+    check_sample_values(audio)
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 

@@ -1,7 +1,8 @@
 """Writers for transcribed tracks: MIDI, JSON, CSV and a piano-roll picture.
 
 Every writer is atomic: it writes to a hidden temporary file beside the target and moves it into
-place only when complete, so a failure never leaves a half-written file behind.
+place only when complete, so a failure never leaves a half-written file behind. ``atomic_paths``
+does the same for a set of files that belong together: all of them are replaced, or none.
 
 Stable note fields (JSON keys and CSV columns): ``track`` (track name), ``onset`` and ``offset``
 (seconds, rounded to microseconds), ``pitch`` (MIDI number), ``velocity`` (MIDI 1..127); the CSV
@@ -11,10 +12,14 @@ was not found by clustering). In MIDI every track has its own channel, never the
 from __future__ import annotations
 
 import csv
+import errno
+import glob
 import json
 import os
 import secrets
-from collections.abc import Iterator
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,18 +37,86 @@ BACKGROUND_ALPHA = 0.6  # full activation shows mid-grey, so note colours stay r
 NOTE_ALPHA = 0.75
 
 
+# Random bytes in a temporary file's name (as hex digits).
+TOKEN_BYTES = 4
+# Signals held while a set of files is moved into place (see atomic_paths).
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Yield one fresh temporary path in the directory of each of ``paths``. When the block
+    succeeds, the temporary files replace their targets one after the other in a tight block
+    during which SIGINT and SIGTERM are held (delivered once every file is in place), so a signal
+    leaves either all the old files or all the new ones. When the block fails, the temporary files
+    are removed and the targets are left as they were."""
+    targets = [Path(path) for path in paths]
+    temporaries = [target.with_name(f".{target.name}.{secrets.token_hex(TOKEN_BYTES)}.tmp") for target in targets]
+    try:
+        yield temporaries
+        for target in targets:  # the one failure os.replace can meet after the first file is in
+            if target.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a directory is in the way of an output", str(target))
+        with _signals_held():
+            for temporary, target in zip(temporaries, targets):
+                os.replace(temporary, target)
+    except BaseException:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+        raise
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that atomic_paths made for ``path`` (or for one of those, when writers
+    nest) and never moved into place nor removed: what a process killed outright (SIGKILL, a
+    power cut) leaves behind."""
+    target = Path(path)
+    pattern = f".{glob.escape(target.name)}.{'[0-9a-f]' * (2 * TOKEN_BYTES)}.tmp"
+    nested = f".{pattern}.{'[0-9a-f]' * (2 * TOKEN_BYTES)}.tmp"
+    return sorted([*target.parent.glob(pattern), *target.parent.glob(nested)])
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary path in the directory of ``path``; when the block succeeds the
-    temporary file replaces ``path``, when it fails the temporary file is removed."""
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    """atomic_paths for one file: yield a temporary path that replaces ``path`` when the block
+    succeeds and is removed when it fails."""
+    with atomic_paths([path]) as (temporary,):
         yield temporary
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold HELD_SIGNALS during the block and then deliver the ones that came, to the handlers
+    they had before. Only the main thread runs signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in HELD_SIGNALS}
+    previous = {number: handler for number, handler in previous.items() if handler is not None}  # None: set in C
+    arrived: list[int] = []
+    try:
+        for number in previous:
+            signal.signal(number, lambda received, frame: arrived.append(received))
+        yield
+    finally:
+        interrupted = _restore_handlers(previous)
+        if interrupted is not None:
+            raise interrupted
+        for number in dict.fromkeys(arrived):
+            signal.raise_signal(number)
+
+
+def _restore_handlers(handlers: dict) -> BaseException | None:
+    """Put ``handlers`` back. A handler already put back may raise (its signal came just then):
+    the restoring still finishes, and the first such exception is returned."""
+    interrupted = None
+    while True:
+        try:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+            return interrupted
+        except BaseException as err:  # noqa: BLE001 - re-raised by the caller once all are back
+            interrupted = interrupted or err
 
 
 def sorted_notes(notes: list[Note]) -> list[Note]:

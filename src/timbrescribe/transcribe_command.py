@@ -1,43 +1,40 @@
 """``timbrescribe transcribe``: audio files or directories -> MIDI (and JSON, CSV, PNG) per file.
 
-Exit status: 0 when every file was transcribed; 2 for a usage problem found before any work
-(missing input, bad option value, two inputs with the same name); 1 when some files failed (the
-others are still transcribed; a failed file leaves none of its outputs behind).
+Exit status: 0 when every file was transcribed (or skipped as up to date); 2 for a usage problem
+found before any work (missing input, bad option value, unusable model file, output folder that
+cannot be written, two inputs with the same output name); 1 when some files failed (the others are
+still transcribed; a failed file keeps its previous outputs); 128 + the signal number when SIGTERM
+or SIGINT stopped the run (130 for Ctrl-C), every output set being then either the old or the new.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from timbrescribe.errors import UserError
 
 if TYPE_CHECKING:
-    from timbrescribe.transcription import Transcription
+    from timbrescribe.batch import FileResult, Job
 
-# Output kind -> (file suffix, Transcription method that writes it).
-OUTPUTS = {
-    "midi": (".mid", "write_midi"),
-    "json": (".json", "write_json"),
-    "csv": (".csv", "write_csv"),
-    "plot": (".png", "write_plot"),
-}
 FORMATS = ("midi", "json", "csv")  # choices of --format; the plot has its own flag
+ENGINES = ("local", "ray")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``timbrescribe transcribe``."""
     parser.add_argument(
         "inputs", nargs="+", type=Path, metavar="INPUT",
-        help="audio file, or directory whose audio files (wav, flac, ogg, mp3) directly inside it "
-        "are transcribed in name order; subdirectories are not searched",
+        help="audio file, or directory whose audio files (wav, flac, ogg, mp3) are transcribed in "
+        "name order: only those directly inside it, or the whole tree with --recursive",
     )
     parser.add_argument(
         "-o", "--output-dir", required=True, type=Path, metavar="OUTDIR",
-        help="directory for the results, created if missing: OUTDIR/<input name>.mid etc.; "
-        "existing files of the same name are replaced",
+        help="directory for the results, created if missing: OUTDIR/<input name>.mid etc. and "
+        "OUTDIR/<input name>.timbrescribe, a record of how they were made; the previous results of "
+        "an input are replaced as a whole set, and only when the new set is complete",
     )
     parser.add_argument(
         "--format", default="midi", metavar="LIST",
@@ -68,17 +65,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads", type=int, metavar="N",
-        help="CPU threads for the model, N >= 1 (default: onnxruntime's choice)",
+        help="CPU threads of each model session, 1 to 4 x the cores (default: onnxruntime's choice "
+        "with one job, 1 per worker with --jobs or --engine ray)",
     )
     parser.add_argument(
         "--model", type=Path, metavar="PATH",
         help="ONNX model to use instead of the one shipped with timbrescribe: a separation model, or "
-        "a note model with --instruments 1",
+        "a note model with --instruments 1 (checked before any file is transcribed)",
+    )
+    batch = parser.add_argument_group("batches")
+    batch.add_argument(
+        "-r", "--recursive", action="store_true",
+        help="search directories to any depth and mirror their tree under OUTDIR "
+        "(DIR/a/x.wav -> OUTDIR/a/x.mid), so files of the same name in different folders do not clash",
+    )
+    batch.add_argument(
+        "-j", "--jobs", type=int, metavar="N",
+        help="transcribe N files at a time, each in its own worker process with a single-threaded "
+        "session (default: 1, in this process; with --engine ray: the cluster's CPUs)",
+    )
+    batch.add_argument(
+        "--skip-existing", action="store_true",
+        help="skip inputs whose complete set of outputs is already in OUTDIR, made from the same "
+        "input by the same model and settings (as its .timbrescribe record says): a stopped batch "
+        "goes on where it stopped",
+    )
+    batch.add_argument(
+        "--engine", choices=ENGINES, default="local",
+        help="where the workers run: local (this machine) or ray (a Ray cluster; needs "
+        "pip install 'timbrescribe[ray]'); default: local",
+    )
+    batch.add_argument(
+        "--address", metavar="ADDR",
+        help="with --engine ray: the cluster to join (e.g. auto, or HEAD_IP:6379); default: a Ray "
+        "instance already running here, else a new local one",
+    )
+    batch.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="no progress bars and no line per transcribed file; failures are still reported",
+    )
+    batch.add_argument(
+        "--log-json", action="store_true",
+        help="print one JSON object per finished file on standard output instead of the summary "
+        "line: input, status (done, skipped, failed), outputs, duration, notes, tracks, seconds, error",
     )
 
 
 def output_kinds(format_list: str, plot: bool) -> list[str]:
-    """Output kinds (keys of OUTPUTS) from the --format list and the --plot flag."""
+    """Output kinds (keys of batch.OUTPUTS) from the --format list and the --plot flag."""
     kinds = [name.strip().lower() for name in format_list.split(",") if name.strip()]
     unknown = [name for name in kinds if name not in FORMATS]
     if unknown or not kinds:
@@ -86,100 +120,188 @@ def output_kinds(format_list: str, plot: bool) -> list[str]:
     return list(dict.fromkeys(kinds)) + (["plot"] if plot else [])
 
 
-def collect_inputs(paths: list[Path], audio_extensions: tuple[str, ...]) -> list[Path]:
-    """Files to transcribe: files as given, directories expanded to the audio files directly inside
-    them (sorted by name). The same file named twice counts once; two different files whose
-    outputs would have the same name are an error."""
-    files: list[Path] = []
+def collect_inputs(
+    paths: list[Path], audio_extensions: tuple[str, ...], recursive: bool = False
+) -> list[tuple[Path, Path]]:
+    """(file, output name) of every file to transcribe, the output name relative to the output
+    folder and without suffix. Files count as given; a directory gives the audio files directly
+    inside it (name order), or with ``recursive`` those of its whole tree, named by their path
+    inside it. The same file named twice counts once; two different files whose outputs would
+    have the same name are an error."""
+    found: list[tuple[Path, Path]] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in audio_extensions)
-            if not found:
-                raise UserError(f"{path}: no audio files ({', '.join(audio_extensions)}) in this directory")
-            files.extend(found)
+            in_dir = _audio_files(path, audio_extensions, recursive)
+            if not in_dir:
+                where = "in this directory tree" if recursive else "directly in this directory"
+                raise UserError(f"{path}: no audio files ({', '.join(audio_extensions)}) {where}")
+            found.extend((file, file.relative_to(path).with_name(file.stem)) for file in in_dir)
         elif path.is_file():
-            files.append(path)
+            found.append((path, Path(path.stem)))
         else:
             raise UserError(f"{path}: no such file or directory")
-    by_name: dict[str, Path] = {}
-    for file in files:
-        other = by_name.setdefault(file.stem.casefold(), file)
+    by_name: dict[str, tuple[Path, Path]] = {}
+    for file, name in found:
+        other = by_name.setdefault(name.as_posix().casefold(), (file, name))[0]
         if other is not file and other.resolve() != file.resolve():
-            raise UserError(f"{other} and {file} would both write results named '{file.stem}'; rename one")
+            hint = "rename one" if recursive else "rename one, or use --recursive to mirror the folders"
+            raise UserError(f"{other} and {file} would both write results named '{name}'; {hint}")
     return list(by_name.values())
 
 
-def _prepare_output_dir(path: Path) -> None:
+def _audio_files(folder: Path, audio_extensions: tuple[str, ...], recursive: bool) -> list[Path]:
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in audio_extensions)
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        files.extend(Path(root) / name for name in sorted(names) if Path(name).suffix.lower() in audio_extensions)
+    return files
+
+
+def prepare_output_dir(path: Path) -> None:
+    """Create the output folder if needed and prove that files can be written in it (UserError if not)."""
+    import tempfile
+
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".timbrescribe-write-test-"):
+            pass
     except OSError as err:
-        raise UserError(f"{path}: cannot create the output directory ({err.strerror})") from None
+        raise UserError(f"{path}: cannot write in the output directory ({err.strerror or err})") from None
 
 
-def write_outputs(result: Transcription, base: Path, kinds: list[str]) -> list[Path]:
-    """Write ``result`` as ``base`` + each kind's suffix; if one write fails, remove the others."""
-    written: list[Path] = []
-    try:
-        for kind in kinds:
-            suffix, method = OUTPUTS[kind]
-            path = base.with_name(base.name + suffix)
-            getattr(result, method)(path)
-            written.append(path)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return written
+class Display:
+    """What the user sees: progress bars on a terminal (files, and chunks within each running
+    file), one line per finished file, or JSON lines."""
+
+    def __init__(self, jobs: list[Job], quiet: bool, log_json: bool, instruments: int | None) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._quiet, self._log_json, self._instruments = quiet, log_json, instruments
+        self._stdout = sys.stdout  # kept: an engine may send other programs' prints elsewhere
+        self._bars = not quiet and sys.stderr.isatty()
+        self._files = tqdm(total=len(jobs), unit="file", desc="files", file=sys.stderr, dynamic_ncols=True,
+                           disable=not self._bars or len(jobs) < 2)
+        self._first_slot = 0 if self._files.disable else 1
+        self._chunks: dict[int, tuple[tqdm, int]] = {}  # running job index -> its bar and line
+        self.failed = 0
+
+    def progress(self, job: Job, done: int, total: int) -> None:
+        if not self._bars:
+            return
+        if job.index not in self._chunks:
+            taken = {line for _, line in self._chunks.values()}
+            line = next(line for line in range(self._first_slot, self._first_slot + len(taken) + 1) if line not in taken)
+            bar = self._tqdm(total=total, unit="chunk", desc=Path(job.name).name, file=sys.stderr, leave=False,
+                             position=line, dynamic_ncols=True)
+            self._chunks[job.index] = (bar, line)
+        bar = self._chunks[job.index][0]
+        bar.update(done - bar.n)
+
+    def retrying(self, job: Job, reason: str, attempt: int) -> None:
+        self._tqdm.write(f"timbrescribe: {job.name}: {reason}; trying again (try {attempt})", file=sys.stderr)
+
+    def result(self, job: Job, result: FileResult) -> None:
+        if job.index in self._chunks:
+            self._chunks.pop(job.index)[0].close()
+        if result.status == "failed":
+            self.failed += 1
+            self._tqdm.write(f"timbrescribe: {job.name}: failed: {result.error}", file=sys.stderr)
+        if self._log_json:
+            self._tqdm.write(result.json_line(), file=self._stdout)
+            self._stdout.flush()
+        elif not self._quiet and result.status != "failed":
+            self._tqdm.write(self._summary(result), file=self._stdout)
+        self._files.update()
+
+    def _summary(self, result: FileResult) -> str:
+        outputs = ", ".join(result.outputs)
+        if result.status == "skipped":
+            return f"{result.input}: skipped, outputs up to date -> {outputs}"
+        hint = "" if result.notes else " (no pitched notes found: is the audio silent?)"
+        tracks = f"{result.tracks} track{'s' * (result.tracks != 1)}"
+        if self._instruments != 1:
+            tracks += " (estimated)" if result.instruments_estimated else " (given)"
+        return (f"{result.input}: {result.notes} notes, {tracks}, in {result.duration:.1f} s of audio{hint}, "
+                f"took {result.seconds:.1f} s -> {outputs}")
+
+    def close(self) -> None:
+        for bar, _ in self._chunks.values():
+            bar.close()
+        self._files.close()
 
 
 def run(args: argparse.Namespace) -> int:
     """Transcribe every input; returns the exit status (see the module docstring)."""
-    from tqdm import tqdm
-
+    from timbrescribe import batch
     from timbrescribe.audio import AUDIO_EXTENSIONS
-    from timbrescribe.inference import AgnosticSession, SeparationSession
-    from timbrescribe.transcription import decoder_settings, parse_instruments, transcribe
+    from timbrescribe.options import check_count, check_threads, open_session, usable_cores
+    from timbrescribe.transcription import decoder_settings, parse_instruments
 
-    # Check every option and input before doing any work.
+    # Check every option, input and the model before doing any work.
     kinds = output_kinds(args.format, args.plot)
     decoder_settings(args.onset_threshold, args.frame_threshold, args.min_note_ms)
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {args.threads}")
     instruments = parse_instruments(args.instruments)
-    files = collect_inputs(args.inputs, AUDIO_EXTENSIONS)
-    kind = AgnosticSession if instruments == 1 else SeparationSession
-    session = kind(model_path=args.model, threads=args.threads)
-    _prepare_output_dir(args.output_dir)
+    threads = check_threads(args.threads)
+    if args.address is not None and args.engine != "ray":
+        raise UserError("--address goes with --engine ray")
+    if args.jobs is not None:
+        cores = usable_cores()
+        upper, why = (None, "") if args.engine == "ray" else (4 * cores, f" (4 x the {cores} cores here)")
+        check_count("--jobs", args.jobs, upper, why)
+    files = collect_inputs(args.inputs, AUDIO_EXTENSIONS, args.recursive)
+    jobs = [
+        batch.Job(index, str(file), file.absolute(), (args.output_dir / name).absolute(), args.output_dir / name)
+        for index, (file, name) in enumerate(files)
+    ]
+    workers = min(args.jobs or 1, len(jobs))
+    in_process = args.engine == "local" and workers == 1
+    if not in_process and threads is None:
+        threads = 1  # one single-threaded session per worker
+    session = open_session(instruments, args.model, threads)
+    config = batch.make_config(kinds, args.instruments, args.onset_threshold, args.frame_threshold,
+                               args.min_note_ms, args.model, threads)
+    prepare_output_dir(args.output_dir)
 
-    failed: list[Path] = []
-    with tqdm(total=len(files), unit="file", disable=len(files) < 2, file=sys.stderr) as bar:
-        for path in files:
-            started = time.perf_counter()
-            try:
-                result = transcribe(
-                    path, session=session, instruments=args.instruments, onset_threshold=args.onset_threshold,
-                    frame_threshold=args.frame_threshold, min_note_ms=args.min_note_ms,
-                )
-                written = write_outputs(result, args.output_dir / path.stem, kinds)
-            except (UserError, OSError) as err:
-                failed.append(path)
-                reason = str(err).removeprefix(f"{path}: ")
-                tqdm.write(f"timbrescribe: {path}: failed: {reason}", file=sys.stderr)
-            else:
-                seconds = time.perf_counter() - started
-                hint = "" if result.notes else " (no pitched notes found: is the audio silent?)"
-                tracks = len(result.tracks)
-                how = "estimated" if result.instruments_estimated else "given"
-                counted = f"{tracks} track{'s' * (tracks != 1)} ({how})" if instruments != 1 else "1 track"
-                tqdm.write(
-                    f"{path}: {len(result.notes)} notes, {counted}, in {result.duration_s:.1f} s of audio{hint}, "
-                    f"took {seconds:.1f} s -> {', '.join(str(p) for p in written)}",
-                    file=sys.stdout,
-                )
-            bar.update()
-    if failed:
-        print(f"timbrescribe: {len(failed)} of {len(files)} files failed", file=sys.stderr)
+    done_before = {job.index: batch.up_to_date(job, config) for job in jobs} if args.skip_existing else {}
+    todo = [job for job in jobs if done_before.get(job.index) is None]
+
+    display = Display(jobs, args.quiet, args.log_json, instruments)
+    stopped = None
+    try:
+        with batch.stop_on_sigterm():
+            # The engine first: a Ray cluster that cannot be joined is a usage error (status 2).
+            engine = _engine(args, config, session, display, todo, in_process, min(workers, len(todo))) if todo else None
+            for job in jobs:
+                if done_before.get(job.index) is not None:
+                    display.result(job, done_before[job.index])
+            if engine is not None:
+                batch.run_batch(todo, engine, display.result, display.retrying)
+    except batch.Stopped as stop:
+        stopped = stop.signum
+    finally:
+        display.close()
+    if stopped is not None:
+        print(f"timbrescribe: stopped by signal {stopped}: each input has its whole old or whole new set of "
+              "outputs; run again with --skip-existing to go on", file=sys.stderr)
+        return 128 + stopped
+    if display.failed:
+        print(f"timbrescribe: {display.failed} of {len(jobs)} files failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _engine(args, config, session, display: Display, todo: list[Job], in_process: bool, workers: int):
+    from timbrescribe import batch
+
+    if args.engine == "ray":
+        from timbrescribe.ray_engine import RayEngine
+
+        return RayEngine(config, args.jobs, args.address)
+    if in_process:
+        return batch.InlineEngine(config, session, display.progress)
+    return batch.ProcessEngine(config, workers, display.progress, todo)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +29,9 @@ from timbrescribe.clustering import ClusterSettings, Clustering, cluster_notes
 from timbrescribe.constants import EMBEDDING_DIM, SAMPLE_RATE
 from timbrescribe.decode import DecoderSettings, decode_notes
 from timbrescribe.errors import UserError
-from timbrescribe.inference import WEIGHTS_DIR, AgnosticSession, SeparationSession
+from timbrescribe.inference import WEIGHTS_DIR, AgnosticSession
 from timbrescribe.notes import Note, Track
+from timbrescribe.options import open_session
 from timbrescribe.pooling import CellStore
 
 # Name of the single track the timbre-agnostic model produces.
@@ -129,11 +131,6 @@ def parse_instruments(value: str | int) -> int | None:
     return number
 
 
-def note_pitches(notes: list[Note]) -> np.ndarray:
-    """MIDI pitch of every note, as an array."""
-    return np.array([note.pitch for note in notes], dtype=np.float64)
-
-
 def tracks_from_clustering(notes: list[Note], clustering: Clustering) -> list[Track]:
     """One track per group, ordered by mean pitch from high to low and named "instrument 1..K";
     empty groups (more groups asked for than notes found) come last."""
@@ -158,13 +155,14 @@ class Analysis:
 
 
 def analyse(
-    samples: np.ndarray | AudioStream, session: AgnosticSession, settings: DecoderSettings, with_vectors: bool
+    samples: np.ndarray | AudioStream, session: AgnosticSession, settings: DecoderSettings, with_vectors: bool,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
     """Run the chunked network over mono SAMPLE_RATE audio (an array, or a file streamed by
     audio.open_audio), decode notes and, ``with_vectors``, pool each note's timbre vector from the
-    cells kept while the chunks passed."""
+    cells kept while the chunks passed. ``progress(done, total)`` follows the chunks."""
     cells = CellStore(CELL_FLOOR_RATIO * settings.frame_threshold) if with_vectors else None
-    onset, frame = session.activations(samples, cells=cells)
+    onset, frame = session.activations(samples, progress=progress, cells=cells)
     notes = decode_notes(onset, frame, settings)
     vectors = cells.pool(notes, EMBEDDING_DIM) if cells is not None else None
     return Analysis(notes, vectors, onset, frame)
@@ -193,31 +191,32 @@ def transcribe(
     threads: int | None = None,
     model_path: str | os.PathLike | None = None,
     session: AgnosticSession | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Transcription:
-    """Transcribe an audio file, or an array of samples (N,) or (N, channels) at ``sr`` Hz, into
-    one track per instrument.
+    """Transcribe an audio file, or an array of samples (N,) or (N, channels) at ``sr`` Hz
+    (1 kHz to 768 kHz), into one track per instrument.
 
     ``instruments``: "auto" estimates how many instruments play; a number 1..15 fixes it (1: one
     track from the note model alone). None thresholds keep the package's tuned decoder settings.
-    ``threads`` and ``model_path`` configure a new inference session; for many files create one
-    ``timbrescribe.inference.SeparationSession`` (or ``AgnosticSession`` for one track) and pass
-    it as ``session`` instead.
+    ``threads`` (1 to 4 x the cores) and ``model_path`` configure a new inference session, whose
+    model files are checked first; for many files create one with
+    ``timbrescribe.options.open_session`` and pass it as ``session`` instead.
+    ``progress(done, total)`` is called as the model's chunks pass (for a progress bar).
     """
     if session is not None and (threads is not None or model_path is not None):
         raise ValueError("pass either a session or threads/model_path for a new one, not both")
     k = parse_instruments(instruments)
     settings = decoder_settings(onset_threshold, frame_threshold, min_note_ms)
-    samples = _model_input(audio, sr)
     if session is None:
-        kind = AgnosticSession if k == 1 else SeparationSession
-        session = kind(model_path=model_path, threads=threads)
+        session = open_session(k, model_path, threads)
     elif k != 1 and not session.has_embeddings:
         raise UserError("this session's model gives no timbre embeddings: use a SeparationSession, or instruments=1")
-    analysis = analyse(samples, session, settings, with_vectors=k != 1)
+    samples = _model_input(audio, sr)
+    analysis = analyse(samples, session, settings, with_vectors=k != 1, progress=progress)
     if analysis.vectors is None:
         tracks = [Track(AGNOSTIC_TRACK_NAME, list(analysis.notes))]
     else:
-        clustering = cluster_notes(analysis.vectors, k, package_cluster_settings(), note_pitches(analysis.notes))
+        clustering = cluster_notes(analysis.vectors, k, package_cluster_settings(), analysis.notes)
         tracks = tracks_from_clustering(analysis.notes, clustering)
     return Transcription(
         notes=analysis.notes,

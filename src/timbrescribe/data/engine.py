@@ -77,7 +77,7 @@ def _draw_parts(preset: Preset, rng: np.random.Generator, duration: float) -> tu
     from timbrescribe.data.expression import perform
 
     n_parts = int(rng.choice(preset.part_counts, p=np.asarray(preset.part_weights) / sum(preset.part_weights)))
-    programs = choose_programs(rng, n_parts, preset.same_family_prob)
+    programs = choose_programs(rng, n_parts, preset.same_family_prob, preset.family_weights)
     piece = perform(_compose_music(preset, rng, programs, duration - RELEASE_S), rng)
     parts, fonts = [], []
     for part in piece.parts:

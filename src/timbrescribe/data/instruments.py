@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -139,21 +140,35 @@ def instrument_name(program: int) -> str:
 
 
 def choose_programs(
-    rng: np.random.Generator, n_parts: int, same_family_prob: float = 0.25
+    rng: np.random.Generator, n_parts: int, same_family_prob: float = 0.25,
+    family_weights: Mapping[str, float] | None = None,
 ) -> list[int]:
     """Distinct programs for a mix of ``n_parts``.
 
     With probability ``same_family_prob`` (and n_parts >= 2) the mix holds two programs of one
     family (e.g. violin + viola); otherwise every program comes from a different family.
-    Families are drawn uniformly, so large families are not over-represented.
+    Families are drawn uniformly, so large families are not over-represented, or, with
+    ``family_weights`` (family name -> weight; families not named get 0), in proportion to their
+    weights; programs within a family are drawn uniformly.
     """
-    families = list(FAMILIES)
+    if family_weights is None:
+        families = list(FAMILIES)
+        order = [families[i] for i in rng.permutation(len(families))]
+    else:
+        unknown = set(family_weights) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"unknown instrument families: {sorted(unknown)}")
+        families = [f for f in FAMILIES if family_weights.get(f, 0.0) > 0]
+        weights = np.array([family_weights[f] for f in families], dtype=np.float64)
+        order = [families[i] for i in rng.choice(len(families), len(families), replace=False, p=weights / weights.sum())]
     if not 1 <= n_parts <= len(families):
         raise ValueError(f"n_parts must be 1..{len(families)}, got {n_parts}")
-    order = [families[i] for i in rng.permutation(len(families))]
     chosen: list[int] = []
     if n_parts >= 2 and rng.random() < same_family_prob:
-        pair_family = str(rng.choice([f for f in families if len(FAMILIES[f]) >= 2]))
+        if family_weights is None:
+            pair_family = str(rng.choice([f for f in families if len(FAMILIES[f]) >= 2]))
+        else:  # the most likely family first: a weighted draw
+            pair_family = next(f for f in order if len(FAMILIES[f]) >= 2)
         chosen += [int(p) for p in rng.choice(FAMILIES[pair_family], size=2, replace=False)]
         order.remove(pair_family)
     for family in order[: n_parts - len(chosen)]:

@@ -2,7 +2,8 @@
 from, how long each example is and how it is augmented."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from timbrescribe.data.augment import AugmentConfig
 from timbrescribe.data.instruments import TRAIN_SOUNDFONTS, VALIDATION_SOUNDFONT
@@ -10,6 +11,13 @@ from timbrescribe.errors import UserError
 
 # Training soundfonts that load in about a second (MuseScore's sf3 decodes for several seconds).
 QUICK_SOUNDFONTS = tuple(name for name in TRAIN_SOUNDFONTS if name != "musescore")
+
+# Chamber-music families dominate; the rest keep a little weight for variety.
+ACOUSTIC_FAMILY_WEIGHTS = {
+    "piano": 4.0, "strings": 3.0, "reed": 3.0, "brass": 2.0, "pipe": 2.0, "guitar": 1.0,
+    "bass": 0.5, "chromatic_percussion": 0.5, "organ": 0.5, "ensemble": 0.5, "ethnic": 0.3,
+    "synth_lead": 0.2, "synth_pad": 0.2,
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,8 @@ class Preset:
     example_s: tuple[float, float]  # example length range in seconds
     default_hours: float  # dataset size when --hours is not given
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # how often each GM family plays a part (instruments.choose_programs); None = all alike
+    family_weights: Mapping[str, float] | None = None
 
     @property
     def mean_example_s(self) -> float:
@@ -36,6 +46,18 @@ class Preset:
         hours = self.default_hours if hours is None else hours
         return max(1, int(round(hours * 3600.0 / self.mean_example_s)))
 
+
+TRAIN_MIX = Preset(
+    name="train-mix",
+    description="mixtures of 2-4 parts (same-family pairs included) for timbre separation",
+    soundfonts=TRAIN_SOUNDFONTS,
+    part_counts=(2, 3, 4),
+    part_weights=(1.0, 1.0, 1.0),
+    score_fraction=0.3,
+    same_family_prob=0.4,
+    example_s=(10.0, 20.0),
+    default_hours=2.0,
+)
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -63,16 +85,13 @@ PRESETS: dict[str, Preset] = {
             example_s=(10.0, 20.0),
             default_hours=2.0,
         ),
-        Preset(
-            name="train-mix",
-            description="mixtures of 2-4 parts (same-family pairs included) for timbre separation",
-            soundfonts=TRAIN_SOUNDFONTS,
-            part_counts=(2, 3, 4),
-            part_weights=(1.0, 1.0, 1.0),
-            score_fraction=0.3,
-            same_family_prob=0.4,
-            example_s=(10.0, 20.0),
-            default_hours=2.0,
+        TRAIN_MIX,
+        replace(
+            TRAIN_MIX,
+            name="train-acoustic",
+            description="mixtures of 2-4 parts, mostly the acoustic instruments of chamber music "
+            "(piano, strings, winds, brass, guitar), for timbre separation",
+            family_weights=ACOUSTIC_FAMILY_WEIGHTS,
         ),
         Preset(
             name="val",

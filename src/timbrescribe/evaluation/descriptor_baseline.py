@@ -88,7 +88,7 @@ class DescriptorBaselineSystem(System):
         from timbrescribe.audio import prepare_audio
         from timbrescribe.clustering import cluster_notes
         from timbrescribe.transcription import (
-            note_pitches, package_cluster_settings, tracks_from_clustering, transcribe,
+            package_cluster_settings, tracks_from_clustering, transcribe,
         )
 
         samples = prepare_audio(audio, sr)
@@ -96,6 +96,6 @@ class DescriptorBaselineSystem(System):
         with torch.no_grad():
             spectrum = self._frontend(torch.from_numpy(samples)[None])[0].numpy()
         clustering = cluster_notes(
-            descriptor_vectors(spectrum, notes), n_tracks, package_cluster_settings(), note_pitches(notes)
+            descriptor_vectors(spectrum, notes), n_tracks, package_cluster_settings(), notes
         )
         return tracks_from_clustering(notes, clustering)

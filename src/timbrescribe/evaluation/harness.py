@@ -117,7 +117,8 @@ def evaluate(
 
 
 def summarize(results: list[ExcerptResult]) -> dict[str, dict]:
-    """Per group: excerpt count, macro-mean agnostic and separated scores, overall RTF."""
+    """Per group: excerpt count, macro-mean agnostic and separated scores (and the mean all-notes
+    separated F, see metrics.SeparatedScores), overall RTF."""
     summary = {}
     for group in dict.fromkeys(r.excerpt.group for r in results):
         members = [r for r in results if r.excerpt.group == group]
@@ -128,6 +129,7 @@ def summarize(results: list[ExcerptResult]) -> dict[str, dict]:
             "n_excerpts": len(members),
             "agnostic": mean_scores([r.agnostic for r in members]).as_dict(),
             "separated": mean_scores([r.separated.mean for r in members]).as_dict(),
+            "separated_all_notes_f": float(np.mean([r.separated.all_notes.f for r in members])),
             "k_exact": float(np.mean([r.k_exact for r in members])),
             "audio_seconds": audio if timed else None,
             "processing_seconds": processing if timed else None,
