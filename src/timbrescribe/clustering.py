@@ -1,5 +1,6 @@
 """Notes -> instrument tracks: cluster per-note timbre vectors into K groups, K given or estimated
-(DESIGN.md §5). numpy, scipy and scikit-learn only: this runs on the onnxruntime path.
+(DESIGN.md §5). numpy and scipy (scikit-learn only for the silhouette method): this runs on the
+onnxruntime path.
 
 Input: one unit-length vector per note (pooled embeddings, see pooling.py, or any descriptor) and,
 optionally, the notes themselves: with ``pitch_weight`` > 0 each vector gains one coordinate,
@@ -100,8 +101,8 @@ class Spectrum:
         scale = 1.0 / np.sqrt(np.maximum(matrix.sum(axis=1), 1e-12))
         laplacian = np.eye(len(vectors)) - scale[:, None] * matrix * scale[None, :]
         count = min(count, len(vectors))
-        self.values, vectors_ = eigh(laplacian, subset_by_index=(0, count - 1))
-        self.maps = vectors_ * scale[:, None]
+        self.values, eigenvectors = eigh(laplacian, subset_by_index=(0, count - 1))
+        self.maps = eigenvectors * scale[:, None]
 
     def labels(self, k: int) -> np.ndarray:
         """Groups 0..k-1 from the first k columns by column-pivoted QR (Damle, Minden and Ying,
