@@ -25,15 +25,14 @@ RESAMPLE_QUALITY = "HQ"
 # Sample rates accepted for input (files and arrays), in Hz.
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
-_READ_ERRORS = (soundfile.LibsndfileError, RuntimeError, ValueError)
-
-
 # Largest sample magnitude accepted: float files are full scale at ±1, and even integer-valued
 # floats (±32768) are far below this; beyond it the spectrogram's power overflows float32.
 MAX_SAMPLE_MAGNITUDE = 1e6
+_READ_ERRORS = (soundfile.LibsndfileError, RuntimeError, ValueError)
+
 
 class AudioError(UserError):
-    """The audio cannot be used as it is (missing, unreadable, empty, too short, non-finite)."""
+    """The audio cannot be used as it is (missing, unreadable, empty, too short, non-finite, too loud)."""
 
 
 def load_audio(path: str | Path) -> np.ndarray:

@@ -207,7 +207,8 @@ def cluster_notes(
         return Clustering(np.zeros(0, np.int64), k or 1, np.zeros(0))
     sample = _subset(n, settings.max_spectral_notes)
     chosen = vectors[sample]
-    if k is None and notes is not None and polyphony_share(notes) < settings.solo_polyphony:
+    melodic_line_rule = k is None and settings.solo_polyphony > 0 and notes is not None
+    if melodic_line_rule and polyphony_share(notes) < settings.solo_polyphony:
         k = 1
     spectrum = None
     if k is None:
