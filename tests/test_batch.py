@@ -326,6 +326,17 @@ def test_skip_existing_redoes_only_what_is_missing_changed_or_made_otherwise(tmp
     assert set(statuses("--min-note-ms", "40").values()) == {"done"}
 
 
+def test_log_json_stdout_holds_only_json_lines_where_the_ci_variable_is_set(tmp_path, tones):
+    # pyfluidsynth, imported by pretty_midi to write MIDI, prints a line on stdout when CI is set.
+    out = tmp_path / "out"
+    run = subprocess.run([*CLI, str(tones), "-o", str(out), "-k", "1", "--log-json"], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "CI": "1"})
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["status"] for line in lines] == ["done"] * 3
+    assert sorted(p.name for p in out.glob("*.mid")) == ["a.mid", "b.mid", "c.mid"]
+
+
 def test_log_json_has_one_line_per_file_with_every_field(tmp_path, tones, capsys):
     (tones / "broken.wav").write_text("no audio\n")
     out = tmp_path / "out"

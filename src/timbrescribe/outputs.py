@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from timbrescribe import quiet_imports
 from timbrescribe.constants import FRAME_RATE, MIDI_MIN, N_PITCHES
 from timbrescribe.notes import Note, Track
 
@@ -145,7 +146,7 @@ def _confidence(track: Track) -> float | None:
 def write_midi(tracks: list[Track], path: str | os.PathLike, tempo: float = 120.0) -> None:
     """Write a multi-track MIDI file: one instrument per track, with the track's name and program,
     each pitched track on its own channel (pretty_midi gives them MELODIC_CHANNELS in order)."""
-    import pretty_midi
+    pretty_midi = quiet_imports.pretty_midi()
 
     if not tempo > 0:
         raise ValueError(f"tempo must be positive, got {tempo}")
@@ -208,7 +209,7 @@ def write_piano_roll_png(
     ``spectrogram`` is an optional (84, T) background on the model's frame grid, one row per
     pitch from MIDI 24, values in [0, 1] (e.g. the frame activations), drawn in grey under the notes.
     """
-    import pretty_midi
+    pretty_midi = quiet_imports.pretty_midi()
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

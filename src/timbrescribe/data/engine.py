@@ -31,6 +31,7 @@ from timbrescribe.data.render import SilentStemError, drop_inaudible_notes, rend
 from timbrescribe.data.types import Part, Piece
 from timbrescribe.errors import UserError
 from timbrescribe.notes import Note
+from timbrescribe import quiet_imports
 
 FORMAT_VERSION = 1
 RELEASE_S = 0.75  # music stops this long before the example ends, leaving room for releases
@@ -128,7 +129,7 @@ def example_record(example: Example) -> dict:
 
 def parts_midi(parts: list[Part]):
     """pretty_midi object with one instrument per part (notes, CC and pitch-bend events)."""
-    import pretty_midi
+    pretty_midi = quiet_imports.pretty_midi()
 
     midi = pretty_midi.PrettyMIDI()
     for part in parts:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pretty_midi
 
+from timbrescribe import quiet_imports
 from timbrescribe.constants import MIDI_MAX, MIDI_MIN
 
 # GM family of each block of eight programs, in GM order.
@@ -135,7 +135,7 @@ def max_polyphony(program: int) -> int:
 
 def instrument_name(program: int) -> str:
     """File-name-safe GM instrument name, e.g. 40 -> 'violin', 0 -> 'acoustic_grand_piano'."""
-    name = pretty_midi.program_to_instrument_name(program).lower()
+    name = quiet_imports.pretty_midi().program_to_instrument_name(program).lower()
     return re.sub(r"[^a-z0-9]+", "_", name).strip("_")
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from timbrescribe.constants import MIDI_MAX, MIDI_MIN, SAMPLE_RATE
 from timbrescribe.data.types import Part
+from timbrescribe import quiet_imports
 
 FLUID_BLOCK = 64  # FluidSynth's internal block size (FLUID_BUFSIZE), in samples
 SYNTH_GAIN = 0.5  # float output never clips, so loudness is only a scale; the mixer normalises
@@ -42,7 +43,7 @@ class SilentStemError(RuntimeError):
 
 def _library():
     """The FluidSynth C library (via pyfluidsynth) with the prototypes this module needs."""
-    import fluidsynth
+    fluidsynth = quiet_imports.fluidsynth()
 
     lib = fluidsynth._fl
     if not getattr(lib, "_timbrescribe_ready", False):
@@ -58,7 +59,7 @@ def _library():
 
 
 def _new_synth():
-    import fluidsynth
+    fluidsynth = quiet_imports.fluidsynth()
 
     return fluidsynth.Synth(
         gain=SYNTH_GAIN, samplerate=SAMPLE_RATE, channels=16,
@@ -71,7 +72,7 @@ def load_soundfont(soundfont: str | Path) -> int:
     key = str(Path(soundfont).resolve())
     if key not in _SOUNDFONTS:
         _library()
-        import fluidsynth
+        fluidsynth = quiet_imports.fluidsynth()
 
         loader = _new_synth()
         sfid = loader.sfload(key)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from timbrescribe.errors import UserError
+from timbrescribe import quiet_imports
 from timbrescribe.notes import Note, Track
 
 MERGED_REFERENCE = "all.mid"
@@ -111,7 +112,7 @@ class Excerpt:
 def midi_tracks(path: Path) -> list[Track]:
     """The non-empty instruments of a MIDI file as tracks (name, program, drum flag, notes).
     Notes without duration are dropped."""
-    import pretty_midi
+    pretty_midi = quiet_imports.pretty_midi()
 
     try:
         midi = pretty_midi.PrettyMIDI(str(path))
