@@ -10,11 +10,12 @@ Validation data: the synthetic validation set (held-out soundfont, 1-4 parts) an
 3. With that width, every K-estimation method is swept over its parameter (the merge method's
    threshold first, then its smallest group share at the best threshold); the choice maximises
    the separated note F with estimated K (mean over the two sources, equal weight). Reported
-   beside it: how often K is exactly right, per true K.
+   beside it: how often K is exactly right, per true K. --methods limits the methods tried.
 The objective is the all-notes separated F (metrics.SeparatedScores.all_notes): the mean over
 parts ignores tracks no part is matched to, so it would reward estimating too many instruments.
 4. On top of the chosen method, the melodic-line rule (ClusterSettings.solo_polyphony: notes that
-   hardly overlap are one instrument) is swept the same way.
+   hardly overlap are one instrument) is swept the same way. Ties of the objective go to the
+   settings that get K exactly right more often (mean over sources and true K).
 
     .venv/bin/python scripts/tune_separation.py --model runs/timbre/separation.onnx
 """
@@ -89,6 +90,13 @@ def score(items: list[dict], settings: ClusterSettings, oracle: bool) -> dict:
     }
 
 
+def mean_k_accuracy(result: dict) -> float:
+    """Mean over sources and true K of how often K is exactly right: breaks ties of the objective
+    (the melodic-line rule often leaves every mixture's F as it was while finding more solos)."""
+    shares = [share for by_k in result["k_accuracy"].values() for share in by_k.values()]
+    return sum(shares) / len(shares)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="separation ONNX model to tune for")
@@ -96,6 +104,8 @@ def main() -> int:
     parser.add_argument("--trios", type=Path, default=ROOT.parent / "shared" / "data" / "trios")
     parser.add_argument("--out", type=Path, default=TUNED_CLUSTERING_PATH, help="settings file to write")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", choices=sorted({m.strip() for m in METHOD_GRIDS}),
+                        default=sorted({m.strip() for m in METHOD_GRIDS}), help="K-estimation methods to try (default: all)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -119,6 +129,8 @@ def main() -> int:
     tried = []
     best_merge = base
     for method, (field, values) in METHOD_GRIDS.items():
+        if method.strip() not in args.methods:
+            continue
         for value in values:
             start = best_merge if method == "merge " else dataclasses.replace(base, affinity_width=width)
             settings = dataclasses.replace(start, method=method.strip(), **{field: value})
@@ -138,7 +150,7 @@ def main() -> int:
         print(f"estimated K  {chosen.method} + solo_polyphony={value:<5} objective {result_solo['objective']:.4f} "
               f"all-notes F {json.dumps({k: round(v, 4) for k, v in result_solo['all_notes_f'].items()})} "
               f"K exact {json.dumps(result_solo['k_accuracy'])}")
-    chosen, result = max(tried, key=lambda pair: pair[1]["objective"])
+    chosen, result = max(tried, key=lambda pair: (round(pair[1]["objective"], 6), mean_k_accuracy(pair[1])))
     oracle_chosen = score(multi, chosen, oracle=True)
     print(f"chosen: {chosen}")
     print(f"  estimated K: {json.dumps(result)}")
@@ -149,7 +161,7 @@ def main() -> int:
         "model": str(args.model), "model_fingerprint": model_fingerprint(args.model),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "sources": {source: len(excerpts) for source, excerpts in sources.items()},
-        "chosen": chosen.to_dict(), "estimated_k": result, "oracle_k": oracle_chosen,
+        "methods": args.methods, "chosen": chosen.to_dict(), "estimated_k": result, "oracle_k": oracle_chosen,
         "oracle_by_width_and_pitch_weight": {f"{w} {p}": result for (w, p), result in oracle.items()},
         "tried": [{"settings": s.to_dict(), **r} for s, r in tried],
         "seconds": round(time.perf_counter() - started, 1),

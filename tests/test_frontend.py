@@ -7,9 +7,9 @@ import torch
 from timbrescribe.constants import (
     HARMONIC_SHIFTS,
     HOP,
-    LOG_EPS,
     N_BINS,
     N_STACKED_BINS,
+    RELATIVE_LOG_FLOOR,
     SAMPLE_RATE,
     n_frames,
 )
@@ -101,12 +101,11 @@ def test_energy_norm_is_gain_invariant(cqt):
     assert (log_scale(frame_energy(loud)) - log_scale(frame_energy(quiet))).item() == pytest.approx(
         np.log(1e4), abs=1e-4
     )
-    # Only LOG_EPS breaks the invariance: a cell can move by at most log(1 + eps / P_quiet), which is
-    # < 1e-3 where the quiet power is above 1000 eps (the tones) and larger in the noise floor.
-    difference = (normalise_energy(loud) - normalise_energy(quiet)).abs()
-    assert (difference <= torch.log1p(LOG_EPS / quiet) + 1e-4).all()
-    assert (difference[quiet > 1e3 * LOG_EPS] < 2e-3).all()
-    assert (quiet > 1e3 * LOG_EPS).sum() > 100
+    # The floor is relative to the spread, so the whole normalised map moves by float32 rounding only,
+    # in the noise floor as on the tones.
+    loud_map, quiet_map = normalise_energy(loud), normalise_energy(quiet)
+    assert (loud_map - quiet_map).abs().max().item() < 1e-3
+    assert (loud_map > np.log(RELATIVE_LOG_FLOOR) + 5).sum() > 100  # the tones stand far above the floor
 
 
 @pytest.mark.parametrize(
@@ -136,7 +135,7 @@ def test_log_scale_is_finite_and_uses_whole_statistic():
 def test_explicit_log_scale_overrides_clip_statistic(cqt):
     power = torch.tensor(_power(cqt, _tone(60, 1.0)))[None]
     shift = torch.tensor([3.0])
-    expected = torch.log(power + LOG_EPS) - 3.0
+    expected = torch.log(power / np.exp(3.0) + RELATIVE_LOG_FLOOR)
     assert torch.allclose(normalise_energy(power, shift), expected)
     assert frame_energy(power).shape == (1, power.shape[-1])
 

@@ -12,6 +12,7 @@ import soundfile
 
 import timbrescribe
 from timbrescribe.cli import main
+from timbrescribe.constants import FRAME_RATE
 from timbrescribe.evaluation.metrics import score_notes, score_separated
 from timbrescribe.export import card_path_for
 from timbrescribe.inference import DEFAULT_MODEL_PATH, SEPARATION_MODEL_PATH, energy_model_path
@@ -79,6 +80,23 @@ def test_bundled_example_is_separated_into_its_three_instruments(example_result)
     assert len(example_result.tracks) == 3 and example_result.instruments_estimated
     separated = score_separated(_reference_parts(), example_result.tracks)
     assert separated.mean.note.f >= MIN_EXAMPLE_SEPARATED_F, separated
+
+
+def _frame_notes(result) -> list[tuple[int, int, int, int]]:
+    """(track, pitch, onset frame, offset frame) of every note."""
+    return sorted((track, note.pitch, round(note.onset * FRAME_RATE), round(note.offset * FRAME_RATE))
+                  for track, notes in enumerate(t.notes for t in result.tracks) for note in notes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("instruments", [1, "auto"])
+def test_the_same_recording_quieter_gives_the_same_notes(example_result, instruments):
+    audio, sr = soundfile.read(EXAMPLE, dtype="float32")
+    full = example_result if instruments == "auto" else timbrescribe.transcribe(audio, sr=sr, instruments=1)
+    assert len(full.notes) > 30
+    for db in (-20, -40):
+        quiet = timbrescribe.transcribe(audio * np.float32(10 ** (db / 20)), sr=sr, instruments=instruments)
+        assert _frame_notes(quiet) == _frame_notes(full), db
 
 
 def test_decoder_settings_were_tuned_on_the_shipped_model():

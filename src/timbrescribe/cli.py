@@ -11,10 +11,12 @@ from timbrescribe.errors import UserError
 # (command words, module, one-line help). The module provides add_arguments(parser) and run(args) -> int.
 COMMANDS = [
     (("data", "render"), "timbrescribe.data.commands", "render a synthetic multi-instrument dataset"),
+    (("data", "sources"), "timbrescribe.data.sources_command", "list the timbre sources; install the optional ones"),
     (("evaluate",), "timbrescribe.evaluation.commands", "score predicted notes against a dataset"),
     (("train", "agnostic"), "timbrescribe.training.commands", "train the timbre-agnostic note model"),
     (("train", "timbre"), "timbrescribe.training.timbre_command", "train the timbre branch that separates instruments"),
     (("transcribe",), "timbrescribe.transcribe_command", "transcribe audio files to MIDI"),
+    (("web",), "timbrescribe.web_command", "serve the in-browser transcriber page locally"),
 ]
 
 GROUP_HELP = {
@@ -26,6 +28,7 @@ EXAMPLES = """examples:
   timbrescribe transcribe recordings/ -o out/ --format midi,json,csv --plot
   timbrescribe transcribe dataset/ -o out/ --recursive --jobs 2 --skip-existing
   timbrescribe data render --preset smoke --out data/smoke
+  timbrescribe web --port 8000                             the page on http://127.0.0.1:8000/
   timbrescribe COMMAND --help                              options of one command"""
 
 

@@ -23,8 +23,12 @@ N_STACKED_BINS = N_PITCHES * BINS_PER_SEMITONE  # 252
 # Size of the timbre embedding of every pitch-time cell (DESIGN.md §3: 16 gave nothing over 12).
 EMBEDDING_DIM = 12
 
-# Smallest energy offset that stays non-zero in float32 browser runtimes (DESIGN.md §2).
-LOG_EPS = 1.01e-8
+# Floor added to the spread-normalised power P/s before the log (DESIGN.md §2 adds ε = 1.01e-8 to P
+# itself, which made quiet recordings lose notes). Relative to the clip's own spread s, so a gain
+# change alters nothing. Chosen on the dev sets by scripts/tune_log_floor.py: 0.2 × ε / s at the
+# median spread of the training mixes (log s = -5.97), where the shipped note model scores as it
+# did with the absolute ε. Far above float32's underflow.
+RELATIVE_LOG_FLOOR = 7.9e-7
 
 
 def n_frames(n_samples: int) -> int:

@@ -20,10 +20,10 @@ from timbrescribe.constants import (
     FMIN,
     HARMONIC_SHIFTS,
     HOP,
-    LOG_EPS,
     N_BINS,
     N_OCTAVES,
     N_STACKED_BINS,
+    RELATIVE_LOG_FLOOR,
     SAMPLE_RATE,
 )
 
@@ -50,7 +50,7 @@ CHAIN_PAD_RIGHT = 2048 + _DECIMATION
 
 # Guard of the energy statistic: s = max(std_t E, ENERGY_FLOOR_RATIO * mean_t E, ENERGY_FLOOR).
 # The relative floor bounds the boost of near-stationary clips (steady tones, DC, a single frame);
-# the absolute floor keeps digital silence finite (E = 0 -> output log(LOG_EPS / ENERGY_FLOOR)).
+# the absolute floor keeps digital silence finite (E = 0 -> output log(RELATIVE_LOG_FLOOR)).
 ENERGY_FLOOR_RATIO = 0.1
 ENERGY_FLOOR = 1e-9
 
@@ -156,11 +156,12 @@ def log_scale(energies: torch.Tensor) -> torch.Tensor:
 
 
 def normalise_energy(power: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """log(P + LOG_EPS) - log(s) for power (B, F, T); ``scale`` is log(s) per item (B,), computed
-    from ``power`` itself when None (pass the whole file's value when processing chunks)."""
+    """log(P / s + RELATIVE_LOG_FLOOR) for power (B, F, T): the same for the same sound at any gain.
+    ``scale`` is log(s) per item (B,), computed from ``power`` itself when None (pass the whole
+    file's value when processing chunks)."""
     if scale is None:
         scale = log_scale(frame_energy(power))
-    return torch.log(power + LOG_EPS) - scale[:, None, None]
+    return torch.log(power * torch.exp(-scale)[:, None, None] + RELATIVE_LOG_FLOOR)
 
 
 def harmonic_stack(spectrum: torch.Tensor) -> torch.Tensor:

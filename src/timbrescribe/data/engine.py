@@ -1,7 +1,9 @@
 """The synthetic dataset engine: example i of a dataset is a pure function of (preset, seed, i).
 
-music (composer or real score) -> performance -> per-part soundfont rendering -> per-stem
-augmentation -> random gains, mix, noise, normalisation -> files. Rendering runs in a process
+music (composer or real score) -> performance -> per-part rendering (a soundfont with FluidSynth, or,
+for the presets with a ``source_split``, a timbre source of that split: GM bank or sampled SFZ
+instrument, data/sources.py) -> per-stem augmentation -> random gains, mix, noise, normalisation
+-> files. Rendering runs in a process
 pool, each example is written atomically, re-running skips finished examples, and the manifest
 is rewritten from the finished examples (periodically while rendering, and at the end).
 
@@ -28,6 +30,8 @@ from timbrescribe.data.instruments import SOUNDFONTS, choose_programs, family_of
 from timbrescribe.data.presets import Preset
 from timbrescribe.data.storage import EXAMPLES_DIR, MANIFEST, example_name
 from timbrescribe.data.render import SilentStemError, drop_inaudible_notes, render_part
+from timbrescribe.data.sources import TimbreSource, draw_source, prepare_part, registry
+from timbrescribe.data.sources import render_part as render_source_part
 from timbrescribe.data.types import Part, Piece
 from timbrescribe.errors import UserError
 from timbrescribe.notes import Note
@@ -48,7 +52,7 @@ class Example:
     mix: np.ndarray  # (N,) float32
     stems: np.ndarray  # (P, N) float32, same scale as the mix
     parts: list[Part]  # performed notes (the labels) and controls
-    soundfonts: list[str]  # soundfont name per part
+    soundfonts: list[str]  # soundfont (or timbre source) name per part
     source: str
 
 
@@ -73,17 +77,37 @@ def _fit_to_length(part: Part, duration: float) -> Part:
     return replace(part, notes=notes, controls=[c for c in part.controls if c.time < duration])
 
 
+def source_pool(preset: Preset) -> list[TimbreSource]:
+    """The timbre sources a source-split preset draws from here (sources.available_sources)."""
+    from timbrescribe.data.sources import available_sources
+
+    if preset.source_split is None:
+        return []
+    return available_sources(preset.source_split)
+
+
 def _draw_parts(preset: Preset, rng: np.random.Generator, duration: float) -> tuple[list[Part], list[str], str]:
-    """(performed parts with notes, soundfont name per part, music source) for one attempt."""
+    """(performed parts with notes, timbre source name per part, music source) for one attempt."""
     from timbrescribe.data.expression import perform
 
     n_parts = int(rng.choice(preset.part_counts, p=np.asarray(preset.part_weights) / sum(preset.part_weights)))
-    programs = choose_programs(rng, n_parts, preset.same_family_prob, preset.family_weights)
+    pool = source_pool(preset)
+    program_weights = None
+    if preset.source_split is not None and preset.sampled_program_weight != 1.0:
+        program_weights = {p: preset.sampled_program_weight for s in pool if s.is_sfz for p in s.programs or ()}
+    programs = choose_programs(rng, n_parts, preset.same_family_prob, preset.family_weights, program_weights)
     piece = perform(_compose_music(preset, rng, programs, duration - RELEASE_S), rng)
     parts, fonts = [], []
     for part in piece.parts:
-        font = str(rng.choice(preset.soundfonts))
-        part = _fit_to_length(drop_inaudible_notes(part, SOUNDFONTS[font]), duration)
+        if preset.source_split is None:  # the first presets: one of their soundfonts, uniformly
+            font = str(rng.choice(preset.soundfonts))
+            part = _fit_to_length(drop_inaudible_notes(part, SOUNDFONTS[font]), duration)
+        else:
+            source = draw_source(rng, pool, part.program)
+            if source is None:  # no source of the split plays this program
+                continue
+            font = source.name
+            part = _fit_to_length(prepare_part(part, source), duration)
         if not part.family:
             part = replace(part, family=family_of(part.program))
         if part.notes:
@@ -92,15 +116,22 @@ def _draw_parts(preset: Preset, rng: np.random.Generator, duration: float) -> tu
     return parts, fonts, piece.source
 
 
+def _render_dry(preset: Preset, part: Part, font: str, n_samples: int) -> np.ndarray:
+    if preset.source_split is None:
+        return render_part(part, SOUNDFONTS[font], n_samples=n_samples)
+    return render_source_part(part, registry()[font], n_samples=n_samples)
+
+
 def make_example(preset: Preset, seed: int, index: int) -> Example:
-    """Render example ``index`` of the dataset (preset, seed): deterministic in its arguments."""
+    """Render example ``index`` of the dataset (preset, seed): deterministic in its arguments
+    (and, for a source-split preset, in the timbre sources installed: see the manifest)."""
     rng = np.random.default_rng([seed, index])
     duration = float(rng.uniform(*preset.example_s))
     n_samples = int(round(duration * SAMPLE_RATE))
     for _ in range(MAX_ATTEMPTS):
         parts, fonts, source = _draw_parts(preset, rng, duration)
         try:
-            dry = [render_part(p, SOUNDFONTS[f], n_samples=n_samples) for p, f in zip(parts, fonts)]
+            dry = [_render_dry(preset, p, f, n_samples) for p, f in zip(parts, fonts)]
         except SilentStemError:
             continue
         if not dry:
@@ -206,6 +237,9 @@ def _write_manifest(out: Path, preset: Preset, seed: int, count: int, records: d
         "audio_seconds": sum(r["duration"] for r in examples),
         "examples": examples,
     }
+    if preset.source_split is not None:
+        manifest["source_split"] = preset.source_split
+        manifest["timbre_sources"] = [source.record() for source in source_pool(preset)]
     tmp = out / f".{MANIFEST}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / MANIFEST)
@@ -222,6 +256,14 @@ def _check_same_dataset(out: Path, preset: Preset, seed: int) -> None:
             f"{out} holds preset {old.get('preset')!r} seed {old.get('seed')}, not {preset.name!r} "
             f"seed {seed}; choose another --out"
         )
+    if preset.source_split is not None and old.get("count"):
+        before = [s["name"] for s in old.get("timbre_sources", [])]
+        now = [s.name for s in source_pool(preset)]
+        if before != now:
+            raise UserError(
+                f"{out} was rendered with the timbre sources {before}, but {now} are installed "
+                "now; install the same ones or choose another --out"
+            )
 
 
 def render_dataset(
@@ -232,6 +274,11 @@ def render_dataset(
     from tqdm import tqdm
 
     out = Path(out)
+    if preset.source_split is not None and not source_pool(preset):
+        raise UserError(
+            f"no timbre source of the {preset.source_split} split is installed here "
+            "(timbrescribe data sources; docs/data.md)"
+        )
     examples_dir = out / EXAMPLES_DIR
     examples_dir.mkdir(parents=True, exist_ok=True)
     _check_same_dataset(out, preset, seed)

@@ -139,9 +139,22 @@ def instrument_name(program: int) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name).strip("_")
 
 
+def _draw_in_family(
+    rng: np.random.Generator, family: str, size: int | None, program_weights: Mapping[int, float] | None
+):
+    """Programs of ``family`` drawn without replacement: uniformly, or by ``program_weights``
+    (programs not named weigh 1)."""
+    programs = FAMILIES[family]
+    if program_weights is None:
+        return rng.choice(programs, size=size, replace=False) if size else rng.choice(programs)
+    weights = np.array([program_weights.get(p, 1.0) for p in programs], dtype=np.float64)
+    return rng.choice(programs, size=size, replace=False, p=weights / weights.sum()) if size else rng.choice(programs, p=weights / weights.sum())
+
+
 def choose_programs(
     rng: np.random.Generator, n_parts: int, same_family_prob: float = 0.25,
     family_weights: Mapping[str, float] | None = None,
+    program_weights: Mapping[int, float] | None = None,
 ) -> list[int]:
     """Distinct programs for a mix of ``n_parts``.
 
@@ -149,7 +162,8 @@ def choose_programs(
     family (e.g. violin + viola); otherwise every program comes from a different family.
     Families are drawn uniformly, so large families are not over-represented, or, with
     ``family_weights`` (family name -> weight; families not named get 0), in proportion to their
-    weights; programs within a family are drawn uniformly.
+    weights; programs within a family are drawn uniformly or, with ``program_weights`` (program
+    -> weight; programs not named weigh 1), in proportion to those.
     """
     if family_weights is None:
         families = list(FAMILIES)
@@ -169,8 +183,8 @@ def choose_programs(
             pair_family = str(rng.choice([f for f in families if len(FAMILIES[f]) >= 2]))
         else:  # the most likely family first: a weighted draw
             pair_family = next(f for f in order if len(FAMILIES[f]) >= 2)
-        chosen += [int(p) for p in rng.choice(FAMILIES[pair_family], size=2, replace=False)]
+        chosen += [int(p) for p in _draw_in_family(rng, pair_family, 2, program_weights)]
         order.remove(pair_family)
     for family in order[: n_parts - len(chosen)]:
-        chosen.append(int(rng.choice(FAMILIES[family])))
+        chosen.append(int(_draw_in_family(rng, family, None, program_weights)))
     return [chosen[i] for i in rng.permutation(len(chosen))]

@@ -36,6 +36,13 @@ class Preset:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # how often each GM family plays a part (instruments.choose_programs); None = all alike
     family_weights: Mapping[str, float] | None = None
+    # None: each part draws one of ``soundfonts`` (the first presets). A split ("train",
+    # "validation", "test"): each part draws, by weight, one of the timbre sources of that split
+    # installed here that plays its program (data/sources.py; ``soundfonts`` is then unused).
+    source_split: str | None = None
+    # within a family, programs that a sampled (SFZ) source of the split plays are drawn with
+    # this weight against 1 for the others (source-split presets only)
+    sampled_program_weight: float = 1.0
 
     @property
     def mean_example_s(self) -> float:
@@ -57,6 +64,31 @@ TRAIN_MIX = Preset(
     same_family_prob=0.4,
     example_s=(10.0, 20.0),
     default_hours=2.0,
+)
+
+VAL = Preset(
+    name="val",
+    description=f"held-out soundfont ({VALIDATION_SOUNDFONT}) only, 1-4 parts, composer and "
+    "real scores",
+    soundfonts=(VALIDATION_SOUNDFONT,),
+    part_counts=(1, 2, 3, 4),
+    part_weights=(1.0, 1.0, 1.0, 1.0),
+    score_fraction=0.3,
+    same_family_prob=0.25,
+    example_s=(15.0, 15.0),
+    default_hours=0.25,
+)
+
+# Rendered from the held-out timbre sources of one split: validation here, test below.
+HELD_OUT_SAMPLED = replace(
+    VAL,
+    name="val-sampled",
+    description="validation timbre sources only (held-out GM banks and SFZ instruments "
+    "installed here), 1-4 parts",
+    soundfonts=(),
+    family_weights=ACOUSTIC_FAMILY_WEIGHTS,
+    source_split="validation",
+    sampled_program_weight=2.0,
 )
 
 PRESETS: dict[str, Preset] = {
@@ -93,17 +125,26 @@ PRESETS: dict[str, Preset] = {
             "(piano, strings, winds, brass, guitar), for timbre separation",
             family_weights=ACOUSTIC_FAMILY_WEIGHTS,
         ),
-        Preset(
-            name="val",
-            description=f"held-out soundfont ({VALIDATION_SOUNDFONT}) only, 1-4 parts, composer and "
-            "real scores",
-            soundfonts=(VALIDATION_SOUNDFONT,),
+        VAL,
+        replace(
+            TRAIN_MIX,
+            name="train-sampled",
+            description="1-4 parts, mostly chamber-music families, every training timbre source "
+            "installed (GM banks and sampled SFZ instruments; docs/data.md)",
+            soundfonts=(),
             part_counts=(1, 2, 3, 4),
-            part_weights=(1.0, 1.0, 1.0, 1.0),
-            score_fraction=0.3,
-            same_family_prob=0.25,
-            example_s=(15.0, 15.0),
-            default_hours=0.25,
+            part_weights=(0.2, 0.3, 0.3, 0.2),
+            family_weights=ACOUSTIC_FAMILY_WEIGHTS,
+            source_split="train",
+            sampled_program_weight=2.0,
+        ),
+        HELD_OUT_SAMPLED,
+        replace(
+            HELD_OUT_SAMPLED,
+            name="test-sampled",
+            description="test timbre sources only (never trained or tuned on), 1-4 parts",
+            source_split="test",
+            sampled_program_weight=1.0,
         ),
     )
 }
