@@ -71,9 +71,14 @@ def resolve(path: str, web_dir: Path = WEB_DIR, models_dir: Path = WEIGHTS_DIR) 
     target = (root / relative).resolve()
     if not target.is_relative_to(root) or target == root:
         return None
-    if any(part in HIDDEN_PARTS or part.startswith(".") for part in target.relative_to(root).parts):
+    if _hidden(target.relative_to(root)):
         return None
     return target if target.is_file() else None
+
+
+def _hidden(relative: Path) -> bool:
+    """Whether a path under web/ is kept from visitors and exports: hidden files, node_modules, tests."""
+    return any(part in HIDDEN_PARTS or part.startswith(".") for part in relative.parts)
 
 
 class PageHandler(http.server.BaseHTTPRequestHandler):
@@ -150,8 +155,7 @@ def export(target: Path, web_dir: Path = WEB_DIR, models_dir: Path = WEIGHTS_DIR
     written = []
     for source in sorted(web_dir.rglob("*")):
         relative = source.relative_to(web_dir)
-        if source.is_file() and not any(p in HIDDEN_PARTS or p.startswith(".") for p in relative.parts) \
-                and relative.name not in ("package.json", "package-lock.json"):
+        if source.is_file() and not _hidden(relative) and relative.name not in ("package.json", "package-lock.json"):
             written.append(_copy(source, target / relative))
     for source in sorted(models_dir.iterdir()):
         if source.is_file() and source.suffix in MODEL_SUFFIXES:

@@ -13,10 +13,11 @@ DecentSampler presets often repeat an attribute in their UI elements (invalid XM
 from __future__ import annotations
 
 import math
-import os
 import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+
+from timbrescribe.outputs import atomic_path
 
 MAX_RELEASE_S = 1.0
 DEFAULT_RELEASE_S = 0.3
@@ -123,7 +124,6 @@ def convert(dspreset: str | Path, sfz: str | Path | None = None) -> Path:
                 regions += 1
     if not regions:
         raise ValueError(f"{dspreset}: no playable samples")
-    tmp = sfz.with_name(f".{sfz.name}.tmp-{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, sfz)
+    with atomic_path(sfz) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     return sfz

@@ -35,6 +35,7 @@ from timbrescribe.data.sources import render_part as render_source_part
 from timbrescribe.data.types import Part, Piece
 from timbrescribe.errors import UserError
 from timbrescribe.notes import Note
+from timbrescribe.outputs import atomic_path
 from timbrescribe import quiet_imports
 
 FORMAT_VERSION = 1
@@ -240,9 +241,8 @@ def _write_manifest(out: Path, preset: Preset, seed: int, count: int, records: d
     if preset.source_split is not None:
         manifest["source_split"] = preset.source_split
         manifest["timbre_sources"] = [source.record() for source in source_pool(preset)]
-    tmp = out / f".{MANIFEST}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    with atomic_path(out / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
     return manifest
 
 

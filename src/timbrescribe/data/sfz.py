@@ -38,6 +38,7 @@ from timbrescribe.constants import MIDI_MAX, MIDI_MIN, SAMPLE_RATE
 from timbrescribe.data.render import AUDIBLE_PEAK, DEFAULT_TAIL_S, PROBE_SAMPLES, SilentStemError, is_silent
 from timbrescribe.data.types import Part
 from timbrescribe.notes import Note
+from timbrescribe.outputs import atomic_path
 
 BLOCK = 256  # sfizz block size; events inside a block are sample-accurate (sfizz event delays)
 DEFAULT_BEND_CENTS = 200.0  # sfizz's default bend_up / bend_down
@@ -87,9 +88,8 @@ def ram_wrapper(sfz_path: str | Path) -> Path:
     wrapper = path.with_name(f"{WRAPPER_PREFIX}{path.name}")
     text = f'<control>\nhint_ram_based=1\n#include "{path.name}"\n'
     if not wrapper.is_file() or wrapper.read_text() != text:
-        tmp = wrapper.with_name(f"{wrapper.name}.tmp-{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, wrapper)
+        with atomic_path(wrapper) as tmp:
+            tmp.write_text(text)
     return wrapper
 
 

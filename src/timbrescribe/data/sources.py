@@ -29,6 +29,7 @@ import numpy as np
 
 from timbrescribe.data.types import Part
 from timbrescribe.errors import UserError
+from timbrescribe.outputs import atomic_path
 
 REGISTRY_FILE = Path(__file__).with_name("timbre_sources.json")
 SPLITS = ("train", "validation", "test")
@@ -300,9 +301,8 @@ def _extract(git_dir: Path, commit: str, paths: list[str], dest: Path) -> tuple[
         cursor = header_end + 1 + size + 1
         target = dest / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(content)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(content)
     return len(present), missing
 
 
@@ -352,7 +352,6 @@ def install(from_dir: str | Path, dest: str | Path | None = None, any_commit: bo
                 base = dest / repo.replace("/", "+") / source.origin["path"]
                 convert(base / source.origin["convert"], base / source.file)
                 log(f"  {source.name}: {source.origin['convert']} -> {source.file}")
-    tmp = record_path.with_name(f".{INSTALLED_FILE}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, record_path)
+    with atomic_path(record_path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
     return record
