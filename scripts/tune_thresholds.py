@@ -1,18 +1,19 @@
 """Tune the decoder settings of an exported model on the VALIDATION data and write decoder.json.
 
-Sources, weighted equally: the synthetic validation set (--val) and the TRIOS dev set (--trios,
-full mixes). Objective and search: see timbrescribe.tuning. Activations are cached under --cache
+Sources, weighted equally: the synthetic validation set (--val), the TRIOS dev set (--trios,
+full mixes) and the real solo-violin dev set (--violin; left out when absent). Objective and search: see timbrescribe.tuning. Activations are cached under --cache
 per model fingerprint, so a rerun with the same model only decodes and scores.
 
 Writes --out (DecoderSettings.to_json; read by timbrescribe.transcription) and, next to it,
 ``<stem>.tuning.json``: the model, data, objective and scores the settings were chosen with.
 
 usage: python scripts/tune_thresholds.py [--model agnostic.onnx] [--out decoder.json]
-       [--cache DIR] [--val DIR] [--trios DIR] [--threads N] [--top N]
+       [--cache DIR] [--val DIR] [--trios DIR] [--violin DIR] [--threads N] [--top N]
 """
 import argparse
 import datetime
 import json
+import os
 import time
 from pathlib import Path
 
@@ -33,9 +34,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=ROOT / "out" / "tuning-cache", help="activation cache")
     parser.add_argument("--val", type=Path, default=ROOT / "datasets" / "val", help="synthetic val set")
     parser.add_argument("--trios", type=Path, default=TRIOS, help="TRIOS dev set")
+    parser.add_argument("--violin", type=Path, default=ROOT / "datasets" / "bach-violin",
+                        help="real solo-violin dev set (timbrescribe data devset bach-violin); left out when absent")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the activations")
     parser.add_argument("--top", type=int, default=10, help="trials to print")
     return parser.parse_args()
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository root: the record ships, machine paths do not belong in it."""
+    return os.path.relpath(path.resolve(), ROOT)
 
 
 def scores_row(scores) -> dict:
@@ -57,6 +65,10 @@ def main() -> None:
         *tuning.recordings(args.val, tuning.SYNTHETIC_SOURCE),
         *tuning.recordings(args.trios, tuning.TRIOS_SOURCE),
     ]
+    if args.violin.is_dir():
+        recordings += tuning.recordings(args.violin, tuning.VIOLIN_SOURCE)
+    else:
+        print(f"no violin dev set at {args.violin}: tuning on the other sources")
     items = [tuning.cached_item(recording, session, cache_dir) for recording in recordings]
     activations_s = time.perf_counter() - started
     counts = {s: sum(item.source == s for item in items) for s in dict.fromkeys(i.source for i in items)}
@@ -84,8 +96,9 @@ def main() -> None:
     best.settings.to_json(args.out)
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": str(args.model), "fingerprint": cache_dir.name},
-        "data": {"synthetic-val": str(args.val), "trios": str(args.trios), "recordings": counts},
+        "model": {"path": shown(args.model), "fingerprint": cache_dir.name},
+        "data": {"synthetic-val": shown(args.val), "trios": shown(args.trios),
+                 "violin": shown(args.violin) if args.violin.is_dir() else None, "recordings": counts},
         "objective": tuning.OBJECTIVE,
         "objective_value": best.objective,
         "settings": best.settings.to_dict(),

@@ -5,6 +5,7 @@ import scipy.signal
 import torch
 
 from timbrescribe.constants import (
+    DEPTH_HARMONIC_SHIFTS,
     HARMONIC_SHIFTS,
     HOP,
     N_BINS,
@@ -148,6 +149,19 @@ def test_harmonic_stack_shifts_bins_and_zero_fills():
         source = np.arange(N_STACKED_BINS) + shift
         expected = np.where((source >= 0) & (source < N_BINS), source + 1, 0)
         assert np.array_equal(stacked[1, channel, :, 2].numpy(), expected)
+
+
+def test_harmonic_stack_of_a_hidden_map_keeps_channels_and_bin_alignment():
+    # At depth the input is a 252-bin map of several channels: block h of the output holds every
+    # channel shifted by DEPTH_HARMONIC_SHIFTS[h], zero beyond either edge.
+    hidden = torch.zeros(1, 2, N_STACKED_BINS, 1)
+    hidden[0, 1, 120, 0] = 1.0
+    stacked = harmonic_stack(hidden, DEPTH_HARMONIC_SHIFTS)
+    assert stacked.shape == (1, 2 * len(DEPTH_HARMONIC_SHIFTS), N_STACKED_BINS, 1)
+    for block, shift in enumerate(DEPTH_HARMONIC_SHIFTS):
+        assert torch.nonzero(stacked[0, 2 * block, :, 0]).numel() == 0  # channel 0 stays empty
+        assert torch.nonzero(stacked[0, 2 * block + 1, :, 0]).flatten().tolist() == [120 - shift]
+    assert DEPTH_HARMONIC_SHIFTS == tuple(sorted({-s for s in HARMONIC_SHIFTS[2:]} | set(HARMONIC_SHIFTS[1:])))
 
 
 @pytest.mark.slow

@@ -21,8 +21,28 @@ def _audio(batch: int, n: int, seed: int = 0) -> torch.Tensor:
 
 def test_trainable_parameter_count(model):
     # note branch 18,968 (convolutions before batch norm carry no bias) + scalar affine k, b
+    assert model.note_branch.layout == "published"
     assert count_trainable_parameters(model.note_branch) == 18968
     assert count_trainable_parameters(model) == 18970 <= 20000
+    # the harmonic-aggregation layout: 21,918 + 2, within issue 7's bound of 30k
+    assert count_trainable_parameters(AgnosticModel("harmonic")) == 21920 <= 30000
+
+
+def test_unknown_layout_is_refused():
+    with pytest.raises(ValueError, match="unknown note branch layout"):
+        NoteBranch("dense")
+
+
+@pytest.mark.parametrize("layout", ["published", "harmonic"])
+def test_weights_load_into_the_layout_they_were_saved_from(layout, tmp_path):
+    torch.manual_seed(1)
+    saved = AgnosticModel(layout).eval()
+    torch.save(saved.state_dict(), tmp_path / "weights.pt")
+    loaded = load_agnostic_model(tmp_path / "weights.pt")
+    assert loaded.note_branch.layout == layout
+    audio = _audio(1, 9000, seed=7)
+    with torch.no_grad():
+        np.testing.assert_array_equal(saved(audio)[0].numpy(), loaded(audio)[0].numpy())
 
 
 def test_cqt_kernels_are_buffers_not_parameters(model):
@@ -94,8 +114,9 @@ def test_stride3_heads_centre_row_k_on_stacked_bin_3k_plus_1(head):
             assert torch.nonzero(out).flatten().tolist() == [k]
 
 
-def test_note_branch_shapes():
-    onset, note = NoteBranch().eval()(torch.randn(2, N_HARMONICS, N_STACKED_BINS, 7))
+@pytest.mark.parametrize("layout", ["published", "harmonic"])
+def test_note_branch_shapes(layout):
+    onset, note = NoteBranch(layout).eval()(torch.randn(2, N_HARMONICS, N_STACKED_BINS, 7))
     assert onset.shape == note.shape == (2, N_PITCHES, 7)
 
 
@@ -110,6 +131,49 @@ def test_checkpoint_round_trip(model, tmp_path):
     audio = _audio(1, 9000, seed=5)
     with torch.no_grad():
         np.testing.assert_array_equal(model(audio)[1].numpy(), loaded(audio)[1].numpy())
+
+
+def test_onset_calibration_scales_the_onset_logits_only(model):
+    model.eval()
+    audio = _audio(1, 12000, seed=6)
+    with torch.no_grad():
+        onset_logits, frame_logits = model.logits(audio)
+        model.onset_calibration.copy_(torch.tensor([2.5, -1.5]))
+        try:
+            onset, frame = model(audio)
+        finally:
+            model.onset_calibration.copy_(torch.tensor([1.0, 0.0]))
+    assert torch.allclose(onset, torch.sigmoid(2.5 * onset_logits - 1.5))
+    assert torch.allclose(frame, torch.sigmoid(frame_logits))
+
+
+def test_weights_saved_by_training_load_uncalibrated(model, tmp_path):
+    # best.pt of a run started before the calibration buffer existed has no such entry
+    state = {k: v for k, v in model.state_dict().items() if k != "onset_calibration"}
+    torch.save(state, tmp_path / "best.pt")
+    assert load_agnostic_model(tmp_path / "best.pt").onset_calibration.tolist() == [1.0, 0.0]
+    calibrated = dict(model.state_dict(), onset_calibration=torch.tensor([3.0, -2.0]))
+    torch.save(calibrated, tmp_path / "calibrated.pt")
+    assert load_agnostic_model(tmp_path / "calibrated.pt").onset_calibration.tolist() == [3.0, -2.0]
+
+
+def test_harmonic_aggregation_sees_a_cell_an_octave_and_a_twelfth_away():
+    from timbrescribe.model import HarmonicAggregation
+
+    torch.manual_seed(0)
+    block = HarmonicAggregation(4).eval()
+    reached = set()
+    with torch.no_grad():
+        block.project.bias.zero_()  # then an empty map gives zero everywhere, and so does the block
+        base = block(torch.zeros(1, 4, N_STACKED_BINS, 5))
+        for sign in (1.0, -1.0):  # the ReLU passes one sign or the other of a linear response
+            hidden = torch.zeros(1, 4, N_STACKED_BINS, 5)
+            hidden[0, :, 100, 2] = sign
+            changed = (block(hidden) - base - hidden).abs().sum(dim=(0, 1, 3)) > 0
+            reached |= set(torch.nonzero(changed).flatten().tolist())
+    for shift in (36, 57, -36, -57):  # octave and twelfth, above and below
+        assert 100 - shift in reached
+    assert 100 + 18 not in reached and 100 - 18 not in reached  # a tritone away: no path
 
 
 def test_missing_checkpoint_is_a_user_error(tmp_path):

@@ -117,3 +117,60 @@ def test_a_killed_ray_worker_costs_a_retry_not_the_file(local_ray, tmp_path, cap
     assert "its Ray worker was lost" in captured.err and "trying again (try 2)" in captured.err
     assert sorted(json.loads(line)["status"] for line in captured.out.splitlines()) == ["done"] * 6
     assert len(list(out.glob("*.mid"))) == 6 and not leftovers(out)
+
+
+@pytest.mark.slow
+def test_ray_engine_reports_the_chunks_within_each_file(local_ray, tmp_path, capsys, monkeypatch):
+    from timbrescribe import ray_engine
+
+    folder = tmp_path / "in"
+    write_tone(folder / "long.wav", 57, seconds=40.0)  # 15-second chunks: 3 per pass, 6 in all
+    write_tone(folder / "short.wav", 60)
+    options = ["-k", "1", "--format", "midi,json", "--log-json"]
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert main(["transcribe", str(folder), "-o", str(local), *options]) == 0
+    local_lines, local_errors = _lines(capsys, local)
+
+    calls: list[tuple[str, int, int]] = []
+
+    def record(job, done: int, total: int) -> None:
+        calls.append((Path(job.name).name, done, total))
+
+    class Recording(ray_engine.RayEngine):  # the engine the command makes, with a hook that records
+        def __init__(self, config, slots, address, progress=None):
+            super().__init__(config, slots, address, record)
+
+    monkeypatch.setattr(ray_engine, "RayEngine", Recording)
+    assert main(["transcribe", str(folder), "-o", str(on_ray), "--engine", "ray", *options]) == 0
+    ray_lines, ray_errors = _lines(capsys, on_ray)
+    assert digests(on_ray) == digests(local) and ray_lines == local_lines and ray_errors == local_errors
+
+    by_file = {name: [(done, total) for called, done, total in calls if called == name]
+               for name in ("long.wav", "short.wav")}
+    assert {name for name, _, _ in calls} <= set(by_file)
+    long = by_file["long.wav"]
+    assert len(long) >= 2 and {total for _, total in long} == {6}, long  # several reports while it ran
+    for reports in by_file.values():
+        dones = [done for done, _ in reports]
+        assert reports and dones == sorted(set(dones)) and dones[-1] == reports[-1][1], reports  # up to the total
+
+
+@pytest.mark.slow
+def test_a_lost_progress_actor_costs_the_progress_not_the_files(local_ray, tmp_path, capsys, monkeypatch):
+    from timbrescribe import ray_engine
+
+    folder = tmp_path / "in"
+    write_tone(folder / "x.wav", 57, seconds=20.0)
+    calls = []
+
+    class Lost(ray_engine.RayEngine):  # the progress actor dies before any file runs
+        def __init__(self, config, slots, address, progress=None):
+            super().__init__(config, slots, address, lambda job, done, total: calls.append(done))
+            ray.kill(self._actor)
+
+    monkeypatch.setattr(ray_engine, "RayEngine", Lost)
+    out = tmp_path / "out"
+    assert main(["transcribe", str(folder), "-o", str(out), "-k", "1", "--engine", "ray", "--log-json"]) == 0
+    lines, errors = _lines(capsys, out)
+    assert [(line["status"], line["outputs"]) for line in lines] == [("done", ["x.mid"])] and not errors
+    assert calls == [] and not leftovers(out)

@@ -160,6 +160,8 @@ def test_command_rejects_bad_inputs(tmp_path):
         commands.config_from_args(_parse([*base, "--steps", "0"]))
     with pytest.raises(UserError, match="resume"):
         commands.config_from_args(_parse([*base, "--resume", str(tmp_path / "last.pt")]))
+    with pytest.raises(UserError, match="--layout must be one of published, harmonic"):
+        commands.config_from_args(_parse([*base, "--layout", "dense"]))
 
 
 # ---------------------------------------------------------------- real model + rendered smoke data
@@ -225,6 +227,12 @@ def test_cli_trains_checkpoints_and_resumes(smoke_data, tmp_path, capsys):
     checkpoint = torch.load(out / "last.pt", weights_only=False)
     assert checkpoint["progress"]["step"] == 7
     assert checkpoint["config"]["steps"] == 1000
+
+
+def test_cli_trains_the_harmonic_layout(smoke_data, tmp_path):
+    out = tmp_path / "run"
+    assert _train(smoke_data, out, "--steps", "2", "--layout", "harmonic") == 0
+    assert load_agnostic_model(out / "best.pt").note_branch.layout == "harmonic"
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ the decode path exactly)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -92,6 +93,17 @@ def test_array_input_gives_the_same_notes_as_the_file(session, wav_path, thresho
 def test_default_settings_are_the_shipped_tuned_settings(session, wav_path):
     result = transcribe(wav_path, session=session)
     assert result.notes == decode_notes(result.onset, result.frame, package_decoder_settings())
+
+
+def test_decoder_settings_given_whole_replace_the_package_settings(session, wav_path, thresholds):
+    # e.g. the settings tuned for another model (scripts/bench_agnostic.py --previous-decoder)
+    settings = dataclasses.replace(package_decoder_settings(), **thresholds, infer_onsets=False)
+    result = transcribe(wav_path, session=session, instruments=1, decoder=settings)
+    expected = decode_notes(result.onset, result.frame, settings)
+    assert len(expected) > 0 and result.notes == expected
+    assert expected != decode_notes(result.onset, result.frame, package_decoder_settings())
+    with pytest.raises(ValueError, match="not both"):
+        transcribe(wav_path, session=session, decoder=settings, onset_threshold=0.5)
 
 
 def test_input_mistakes_are_user_errors(session, wav_path):

@@ -11,6 +11,7 @@ from timbrescribe.errors import UserError
 # (command words, module, one-line help). The module provides add_arguments(parser) and run(args) -> int.
 COMMANDS = [
     (("data", "render"), "timbrescribe.data.commands", "render a synthetic multi-instrument dataset"),
+    (("data", "devset"), "timbrescribe.data.devset_command", "convert a real-audio dataset into a dev set for evaluate"),
     (("data", "sources"), "timbrescribe.data.sources_command", "list the timbre sources; install the optional ones"),
     (("evaluate",), "timbrescribe.evaluation.commands", "score predicted notes against a dataset"),
     (("train", "agnostic"), "timbrescribe.training.commands", "train the timbre-agnostic note model"),
@@ -20,7 +21,7 @@ COMMANDS = [
 ]
 
 GROUP_HELP = {
-    "data": "make synthetic training and validation data",
+    "data": "make synthetic training and validation data, and real-audio dev sets",
     "train": "train the models",
 }
 EXAMPLES = """examples:

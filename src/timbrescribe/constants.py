@@ -18,6 +18,12 @@ MIDI_MAX = MIDI_MIN + N_PITCHES - 1  # 107
 # Harmonic stacking shifts in bins: sub-octave and harmonics 1..7, round(36*log2(h)).
 HARMONIC_SHIFTS = (-36, 0, 36, 57, 72, 84, 93, 101)
 N_HARMONICS = len(HARMONIC_SHIFTS)
+# Shifts of the note branch's harmonic aggregation at depth: below (the cell as harmonic 7..2 of a
+# lower note), the cell itself, above (its harmonics 2..7).
+DEPTH_HARMONIC_SHIFTS = tuple(-s for s in reversed(HARMONIC_SHIFTS[2:])) + HARMONIC_SHIFTS[1:]
+# The note branch's layouts (model.NoteBranch): DESIGN.md §3's ("published", the shipped weights)
+# and the one with harmonic aggregation at two depths ("harmonic", issue 7; trained, not shipped).
+NOTE_LAYOUTS = ("published", "harmonic")
 N_STACKED_BINS = N_PITCHES * BINS_PER_SEMITONE  # 252
 
 # Size of the timbre embedding of every pitch-time cell (DESIGN.md §3: 16 gave nothing over 12).

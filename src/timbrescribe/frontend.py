@@ -164,14 +164,15 @@ def normalise_energy(power: torch.Tensor, scale: torch.Tensor | None = None) -> 
     return torch.log(power * torch.exp(-scale)[:, None, None] + RELATIVE_LOG_FLOOR)
 
 
-def harmonic_stack(spectrum: torch.Tensor) -> torch.Tensor:
-    """(B, 1, 288, T) -> (B, 8, 252, T). Channel h holds CQT bins b + HARMONIC_SHIFTS[h] for
-    b = 0..251 (zero where out of range), so stacked bin b stays aligned with CQT bin b: the 252
-    kept bins span MIDI 24..107 with bin 3k+1 on MIDI 24+k, centred for the stride-3 note heads."""
-    below = max(0, -min(HARMONIC_SHIFTS))
-    above = max(0, N_STACKED_BINS + max(HARMONIC_SHIFTS) - N_BINS)
+def harmonic_stack(spectrum: torch.Tensor, shifts: tuple[int, ...] = HARMONIC_SHIFTS) -> torch.Tensor:
+    """(B, C, F, T) -> (B, C * len(shifts), 252, T). Channel block h holds bins b + shifts[h] for
+    b = 0..251 (zero where out of range), so stacked bin b stays aligned with input bin b. On the
+    288-bin CQT the 252 kept bins span MIDI 24..107 with bin 3k+1 on MIDI 24+k, centred for the
+    stride-3 note heads; on a 252-bin hidden map the same shifts aggregate its harmonics at depth."""
+    below = max(0, -min(shifts))
+    above = max(0, N_STACKED_BINS + max(shifts) - spectrum.shape[2])
     padded = F.pad(spectrum, (0, 0, below, above))
-    channels = [padded[:, :, below + s : below + s + N_STACKED_BINS] for s in HARMONIC_SHIFTS]
+    channels = [padded[:, :, below + s : below + s + N_STACKED_BINS] for s in shifts]
     return torch.cat(channels, dim=1)
 
 

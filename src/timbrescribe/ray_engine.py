@@ -6,14 +6,32 @@ the input and writes the output set itself, so paths must mean the same on every
 file system mounted at the same place; the driver passes absolute paths). The driver keeps at most
 ``slots`` tasks in flight (default: the cluster's CPUs); a task whose worker or node died is run
 again by batch.run_batch, up to batch.MAX_ATTEMPTS tries.
+
+Progress within a file: with a progress hook the engine starts one small Ray actor (no CPU,
+owned by this driver, gone with close()); each task sends it (submission, done, total) as the
+model's chunks pass, at most every REPORT_SECONDS, without waiting for an answer (a task that has
+its result waits up to FLUSH_SECONDS for its last report to arrive), and ``wait`` takes what came
+in since its last look. The actor keeps only the newest counts of each running task. Reports
+are best effort: one that is lost, or an actor that is gone or slow, costs the progress bar,
+never a file or its result.
 """
 from __future__ import annotations
 
 import logging
 import socket
 import sys
+import time
 
-from timbrescribe.batch import BatchConfig, FileResult, Job, Outcome, WorkerLost, run_in_worker
+from timbrescribe.batch import (
+    POLL_SECONDS,
+    BatchConfig,
+    FileResult,
+    Job,
+    Outcome,
+    ProgressHook,
+    WorkerLost,
+    run_in_worker,
+)
 from timbrescribe.errors import UserError
 from timbrescribe.options import first_line
 
@@ -23,10 +41,71 @@ WAIT_SECONDS = 0.5
 CONNECT_SECONDS = 10.0
 # How long a stopping run waits for its cancelled tasks to clean up, seconds.
 CANCEL_SECONDS = 30.0
+# A task sends the chunk counts of its file at most this often, seconds (the last one always).
+REPORT_SECONDS = 0.25
+# How long a task that has its result waits for its last report to reach the actor, seconds:
+# then the report comes before the result; if it does not, only that report is lost.
+FLUSH_SECONDS = 0.5
+# How long the driver waits for the actor's reports once a task has ended, seconds; an actor
+# slower than that is given up (no more progress, the batch goes on).
+DRAIN_SECONDS = 1.0
 
 
-def _transcribe_on_worker(job: Job, config: BatchConfig) -> FileResult:
-    return run_in_worker(job, config)
+class _ProgressReports:
+    """The Ray actor that the tasks report to: the newest (done, total) of each submission."""
+
+    def __init__(self) -> None:
+        self._newest: dict[int, tuple[int, int]] = {}
+
+    def report(self, submission: int, done: int, total: int) -> None:
+        self._newest[submission] = (done, total)
+
+    def drain(self) -> dict[int, tuple[int, int]]:
+        newest, self._newest = self._newest, {}
+        return newest
+
+
+class _Reporter:
+    """The progress callback of one task: sends the counts to the actor, throttled, never waiting
+    for an answer; a failure to send ends this task's reports, never the task."""
+
+    def __init__(self, reports, submission: int) -> None:
+        self._reports, self._submission = reports, submission
+        self._sent_at = float("-inf")
+        self._last = None  # the ObjectRef of the last report sent
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._reports is None:
+            return
+        now = time.monotonic()
+        if done < total and now - self._sent_at < REPORT_SECONDS:
+            return
+        try:
+            self._last = self._reports.report.remote(self._submission, done, total)
+        except Exception:  # noqa: BLE001 - a lost progress report must not fail the file
+            self._reports = None
+            return
+        self._sent_at = now
+
+    def flush(self) -> None:
+        """Wait a little for the last report to arrive, so that it comes before the result."""
+        if self._last is None:
+            return
+        try:
+            import ray
+
+            ray.wait([self._last], timeout=FLUSH_SECONDS)
+        except Exception:  # noqa: BLE001 - the report may be lost, the result is not
+            pass
+
+
+def _transcribe_on_worker(job: Job, config: BatchConfig, reports=None, submission: int = 0) -> FileResult:
+    if reports is None:
+        return run_in_worker(job, config)
+    reporter = _Reporter(reports, submission)
+    result = run_in_worker(job, config, reporter)
+    reporter.flush()
+    return result
 
 
 def _check_reachable(address: str) -> None:
@@ -44,9 +123,11 @@ def _check_reachable(address: str) -> None:
 class RayEngine:
     """Runs jobs as Ray tasks; joins the cluster at ``address`` (None: a Ray instance already
     started in this process or on this machine, else a new local one) unless this process is
-    already connected."""
+    already connected. ``progress`` (if given) is called with the chunk counts of running files."""
 
-    def __init__(self, config: BatchConfig, slots: int | None, address: str | None) -> None:
+    def __init__(
+        self, config: BatchConfig, slots: int | None, address: str | None, progress: ProgressHook | None = None
+    ) -> None:
         try:
             import ray
         except ImportError:
@@ -66,30 +147,90 @@ class RayEngine:
         # Ray does not retry by itself: run_batch does, the same way for every engine.
         self._task = ray.remote(num_cpus=1, max_retries=0)(_transcribe_on_worker)
         self._config = ray.put(config)
-        self._running: dict = {}  # ObjectRef -> Job
+        self._running: dict = {}  # ObjectRef -> (Job, submission number)
+        self._submissions = 0
+        self._live: dict[int, Job] = {}  # submission number -> Job, while it runs
+        self._progress = progress
+        self._actor = None  # the progress actor, removed by close()
+        if progress is not None:
+            try:
+                self._actor = ray.remote(num_cpus=0, max_restarts=0)(_ProgressReports).remote()
+            except Exception:  # noqa: BLE001 - no progress within files, the batch runs all the same
+                self._actor = None
+        self._reports = self._actor  # None once the actor is given up
+        self._asked = None  # the ObjectRef of a drain asked for and not taken yet
         # Ray prints its messages (a worker died, ...) on sys.stdout, which belongs to the results
         # (--log-json): they go to standard error while the engine runs.
         self._stdout, sys.stdout = sys.stdout, sys.stderr
 
     def submit(self, job: Job) -> None:
-        self._running[self._task.remote(job, self._config)] = job
+        self._submissions += 1
+        submission = self._submissions
+        if self._reports is None:
+            ref = self._task.remote(job, self._config)
+        else:
+            ref = self._task.remote(job, self._config, self._reports, submission)
+        self._running[ref] = (job, submission)
+        self._live[submission] = job
 
     def wait(self) -> list[tuple[Job, Outcome]]:
-        ready, _ = self._ray.wait(list(self._running), num_returns=1, timeout=WAIT_SECONDS)
+        timeout = WAIT_SECONDS if self._reports is None else POLL_SECONDS
+        ready, _ = self._ray.wait(list(self._running), num_returns=1, timeout=timeout)
+        self._pass_on_progress(ended=bool(ready))
         ended: list[tuple[Job, Outcome]] = []
         for ref in ready:
-            job = self._running.pop(ref)
+            job, submission = self._running.pop(ref)
+            del self._live[submission]
             try:
                 ended.append((job, self._ray.get(ref)))
             except self._ray.exceptions.RayError as err:
                 ended.append((job, WorkerLost(f"its Ray worker was lost ({type(err).__name__}: {first_line(err)})")))
         return ended
 
+    def _pass_on_progress(self, ended: bool) -> None:
+        """Pass the chunk counts that came in to the hook. While files run this never blocks: the
+        answer to the drain asked at the last look is taken if it is there, and the next one is
+        asked. When a task ended, a drain asked now (after its last report, see _Reporter.flush)
+        is waited for, up to DRAIN_SECONDS, so the file's last counts come before its result.
+        Counts of a submission that already ended (a late report, a lost attempt) are dropped."""
+        if self._asked is not None:
+            self._take(DRAIN_SECONDS if ended else 0.0)
+        if self._reports is not None and self._asked is None:
+            try:
+                self._asked = self._reports.drain.remote()
+            except Exception:  # noqa: BLE001 - the actor is gone: no more progress
+                self._reports = None
+                return
+            if ended:
+                self._take(DRAIN_SECONDS)
+
+    def _take(self, timeout: float) -> None:
+        ready, _ = self._ray.wait([self._asked], timeout=timeout)
+        if not ready:
+            if timeout > 0:  # too slow to be any use: no more progress, the batch goes on
+                self._reports = self._asked = None  # (the actor itself goes in close())
+            return
+        self._asked = None
+        try:
+            newest = self._ray.get(ready[0])
+        except self._ray.exceptions.RayError:  # the actor died: no more progress
+            self._reports = None
+            return
+        for submission, (done, total) in sorted(newest.items()):
+            if submission in self._live:
+                self._progress(self._live[submission], done, total)
+
     def close(self, stopping: bool) -> None:
         if stopping and self._running:
             for ref in self._running:  # KeyboardInterrupt in the task: its temporary files go
                 self._ray.cancel(ref)
             self._ray.wait(list(self._running), num_returns=len(self._running), timeout=CANCEL_SECONDS)
+        if self._actor is not None:
+            try:
+                self._ray.kill(self._actor)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            self._actor = self._reports = self._asked = None
         if self._owns_connection:
             self._ray.shutdown()
         sys.stdout = self._stdout

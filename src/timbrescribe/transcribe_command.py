@@ -301,7 +301,7 @@ def _engine(args, config, session, display: Display, todo: list[Job], in_process
     if args.engine == "ray":
         from timbrescribe.ray_engine import RayEngine
 
-        return RayEngine(config, args.jobs, args.address)
+        return RayEngine(config, args.jobs, args.address, display.progress)
     if in_process:
         return batch.InlineEngine(config, session, display.progress)
     return batch.ProcessEngine(config, workers, display.progress, todo)

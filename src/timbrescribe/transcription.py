@@ -192,12 +192,14 @@ def transcribe(
     model_path: str | os.PathLike | None = None,
     session: AgnosticSession | None = None,
     progress: Callable[[int, int], None] | None = None,
+    decoder: DecoderSettings | None = None,
 ) -> Transcription:
     """Transcribe an audio file, or an array of samples (N,) or (N, channels) at ``sr`` Hz
     (1 kHz to 768 kHz), into one track per instrument.
 
     ``instruments``: "auto" estimates how many instruments play; a number 1..15 fixes it (1: one
-    track from the note model alone). None thresholds keep the package's tuned decoder settings.
+    track from the note model alone). None thresholds keep the package's tuned decoder settings;
+    ``decoder`` replaces those settings as a whole (e.g. the ones tuned for another model).
     ``threads`` (1 to 4 x the cores) and ``model_path`` configure a new inference session, whose
     model files are checked first; for many files create one with
     ``timbrescribe.options.open_session`` and pass it as ``session`` instead.
@@ -206,7 +208,9 @@ def transcribe(
     if session is not None and (threads is not None or model_path is not None):
         raise ValueError("pass either a session or threads/model_path for a new one, not both")
     k = parse_instruments(instruments)
-    settings = decoder_settings(onset_threshold, frame_threshold, min_note_ms)
+    if decoder is not None and (onset_threshold, frame_threshold, min_note_ms) != (None, None, None):
+        raise ValueError("pass either decoder settings or threshold overrides, not both")
+    settings = decoder if decoder is not None else decoder_settings(onset_threshold, frame_threshold, min_note_ms)
     if session is None:
         session = open_session(k, model_path, threads)
     elif k != 1 and not session.has_embeddings:

@@ -1,7 +1,8 @@
 """Choose the decoder settings on validation data (DESIGN.md §5, §7).
 
-Tuning data: the synthetic validation set (rendered with a held-out soundfont) and the TRIOS dev
-set (real full mixes). Never a test set.
+Tuning data: the synthetic validation set (rendered with held-out timbres), the TRIOS dev set
+(real full mixes) and, where it is present, the real solo-violin dev set (`timbrescribe data
+devset bach-violin`). Never a test set.
 
 Activations are computed once per recording with the exported model and cached as ``.npz`` under
 ``<cache>/<model fingerprint>/<source>/<name>.npz``, so a new model never reads stale maps.
@@ -36,6 +37,7 @@ from timbrescribe.notes import Note
 
 SYNTHETIC_SOURCE = "synthetic-val"
 TRIOS_SOURCE = "trios"
+VIOLIN_SOURCE = "violin"
 OBJECTIVE = (
     "mean over sources (equal weight) of the per-recording mean note onset-only F (mir_eval, 50 ms, "
     "all parts merged)"

@@ -114,21 +114,22 @@ class BasicPitchSystem(System):
 
 
 class TimbrescribeNotesSystem(System):
-    """Our timbre-agnostic note model (onnxruntime) and decoder with the package's decoder
-    settings: one track holding every note, whatever ``n_tracks`` says. ``model_path``: an
-    exported network graph (None: the weights shipped in the package)."""
+    """Our timbre-agnostic note model (onnxruntime) and decoder: one track holding every note,
+    whatever ``n_tracks`` says. ``model_path``: an exported network graph (None: the weights
+    shipped in the package); ``decoder``: its decoder settings (None: the package's)."""
 
     name = "timbrescribe-notes"
 
-    def __init__(self, threads: int = 1, model_path: str | Path | None = None):
+    def __init__(self, threads: int = 1, model_path: str | Path | None = None, decoder=None):
         from timbrescribe.inference import AgnosticSession
 
         self._session = AgnosticSession(model_path=model_path, threads=threads)
+        self._decoder = decoder
 
     def predict(self, audio: np.ndarray, sr: int, n_tracks: int | None = None) -> list[Track]:
         from timbrescribe.transcription import transcribe
 
-        return transcribe(audio, sr, instruments=1, session=self._session).tracks
+        return transcribe(audio, sr, instruments=1, session=self._session, decoder=self._decoder).tracks
 
 
 class TimbrescribeSystem(System):

@@ -200,7 +200,7 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
-    model = AgnosticModel()
+    model = AgnosticModel(config.layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from timbrescribe.constants import NOTE_LAYOUTS
 from timbrescribe.errors import UserError
 
 
@@ -45,6 +46,7 @@ class _RunConfig:
 class TrainConfig(_RunConfig):
     """Every option of a note-model training run (stored in last.pt)."""
 
+    layout: str = "published"
     curriculum_steps: int = 0
     start_clip_frames: int = 172
     lr_factor: float = 0.5
@@ -57,6 +59,8 @@ _HELP = {
     "steps": "total optimisation steps of the run, counted across resumes",
     "batch_size": "clips per step",
     "clip_frames": "clip length in frames (86.13 frames/s; 430 = 5 s)",
+    "layout": "note branch layout: published (DESIGN.md §3) or harmonic (harmonic aggregation at two "
+              "depths); resume a run with the layout it was started with",
     "curriculum_steps": "ramp the clip length linearly from --start-clip-frames to --clip-frames over "
                         "this many steps (0 = no curriculum)",
     "start_clip_frames": "clip length at step 0 when --curriculum-steps > 0",
@@ -171,6 +175,8 @@ def _check(config) -> None:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1")
     if config.num_workers < 0 or getattr(config, "curriculum_steps", 0) < 0 or config.time_limit < 0:
         raise UserError("--num-workers, --curriculum-steps and --time-limit must not be negative")
+    if getattr(config, "layout", NOTE_LAYOUTS[0]) not in NOTE_LAYOUTS:
+        raise UserError(f"--layout must be one of {', '.join(NOTE_LAYOUTS)}, got {config.layout!r}")
     if getattr(config, "temperature", 1.0) <= 0:
         raise UserError("--temperature must be positive")
     if config.data_weights is not None:
