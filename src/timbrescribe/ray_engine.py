@@ -12,8 +12,8 @@ owned by this driver, gone with close()); each task sends it (submission, done, 
 model's chunks pass, at most every REPORT_SECONDS, without waiting for an answer (a task that has
 its result waits up to FLUSH_SECONDS for its last report to arrive), and ``wait`` takes what came
 in since its last look. The actor keeps only the newest counts of each running task. Reports
-are best effort: one that is lost, or an actor that is gone or slow, costs the progress bar,
-never a file or its result.
+are best effort: one that is lost, or an actor that is gone or slow to start, costs the
+progress bar, never a file or its result.
 """
 from __future__ import annotations
 
@@ -46,9 +46,12 @@ REPORT_SECONDS = 0.25
 # How long a task that has its result waits for its last report to reach the actor, seconds:
 # then the report comes before the result; if it does not, only that report is lost.
 FLUSH_SECONDS = 0.5
-# How long the driver waits for the actor's reports once a task has ended, seconds; an actor
-# slower than that is given up (no more progress, the batch goes on).
+# How long the driver waits for the actor's reports once a task has ended, seconds; when they
+# are later than that, the file's last counts may be missed (they are taken at the next look).
 DRAIN_SECONDS = 1.0
+# How long the engine waits for a new progress actor to start (a worker process), seconds; one
+# that is not up by then is given up: no progress within files, the batch runs all the same.
+ACTOR_START_SECONDS = 60.0
 
 
 class _ProgressReports:
@@ -155,8 +158,11 @@ class RayEngine:
         if progress is not None:
             try:
                 self._actor = ray.remote(num_cpus=0, max_restarts=0)(_ProgressReports).remote()
+                # Up before any file runs: on a busy machine a starting actor took longer than a
+                # whole short file, and its first reports came after the file had ended.
+                ray.get(self._actor.drain.remote(), timeout=ACTOR_START_SECONDS)
             except Exception:  # noqa: BLE001 - no progress within files, the batch runs all the same
-                self._actor = None
+                self._drop_actor()
         self._reports = self._actor  # None once the actor is given up
         self._asked = None  # the ObjectRef of a drain asked for and not taken yet
         # Ray prints its messages (a worker died, ...) on sys.stdout, which belongs to the results
@@ -206,9 +212,7 @@ class RayEngine:
 
     def _take(self, timeout: float) -> None:
         ready, _ = self._ray.wait([self._asked], timeout=timeout)
-        if not ready:
-            if timeout > 0:  # too slow to be any use: no more progress, the batch goes on
-                self._reports = self._asked = None  # (the actor itself goes in close())
+        if not ready:  # late: taken at a later look (a file that ended meanwhile misses its last counts)
             return
         self._asked = None
         try:
@@ -220,17 +224,21 @@ class RayEngine:
             if submission in self._live:
                 self._progress(self._live[submission], done, total)
 
-    def close(self, stopping: bool) -> None:
-        if stopping and self._running:
-            for ref in self._running:  # KeyboardInterrupt in the task: its temporary files go
-                self._ray.cancel(ref)
-            self._ray.wait(list(self._running), num_returns=len(self._running), timeout=CANCEL_SECONDS)
+    def _drop_actor(self) -> None:
+        """Remove the progress actor, if any (no more progress within files)."""
         if self._actor is not None:
             try:
                 self._ray.kill(self._actor)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-            self._actor = self._reports = self._asked = None
+        self._actor = self._reports = self._asked = None
+
+    def close(self, stopping: bool) -> None:
+        if stopping and self._running:
+            for ref in self._running:  # KeyboardInterrupt in the task: its temporary files go
+                self._ray.cancel(ref)
+            self._ray.wait(list(self._running), num_returns=len(self._running), timeout=CANCEL_SECONDS)
+        self._drop_actor()
         if self._owns_connection:
             self._ray.shutdown()
         sys.stdout = self._stdout
