@@ -17,7 +17,7 @@ import torch
 
 from timbrescribe import onset_calibration, tuning
 from timbrescribe.export import export_agnostic_onnx
-from timbrescribe.model import load_agnostic_model
+from timbrescribe.model import IDENTITY_CALIBRATION, load_agnostic_model
 from timbrescribe.outputs import atomic_path
 from timbrescribe.training.common import save_atomically
 
@@ -74,7 +74,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     model = load_agnostic_model(args.checkpoint)
-    if not torch.equal(model.onset_calibration, torch.tensor([1.0, 0.0])):
+    if not torch.equal(model.onset_calibration, torch.tensor(IDENTITY_CALIBRATION)):
         raise SystemExit(f"{args.checkpoint} is already calibrated")
     fitted = [pair for root in args.val for pair in onset_maps(model, root)]
     calibration = onset_calibration.fit(fitted)

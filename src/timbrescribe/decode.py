@@ -102,7 +102,7 @@ def _decode_rows(
     are rows first_row, first_row + 1, ... of the whole maps."""
     active = frame >= settings.frame_threshold
     sounding = _bridge_dips(active, settings.max_dip_frames)
-    candidates = _onset_peaks(onset, settings.onset_threshold)
+    candidates = onset_peaks(onset, settings.onset_threshold)
     if settings.infer_onsets:
         candidates |= _inferred_onsets(frame, sounding, candidates, settings)
 
@@ -129,7 +129,7 @@ def _decode_rows(
     return pitch + first_row, start, end, velocity
 
 
-def _onset_peaks(onset: np.ndarray, threshold: float) -> np.ndarray:
+def onset_peaks(onset: np.ndarray, threshold: float) -> np.ndarray:
     """Cells that are local maxima along time (first frame of a plateau) and reach threshold."""
     padded = np.pad(onset, ((0, 0), (1, 1)), constant_values=-np.inf)
     before, after = padded[:, :-2], padded[:, 2:]

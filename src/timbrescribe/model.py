@@ -227,33 +227,30 @@ def count_trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """``model`` in eval mode with the weights at ``path``: a state dict (torch.save) or a training
-    checkpoint (last.pt, whose "model" entry holds them)."""
+def _read_weights(path: str | Path) -> dict:
+    """The state dict at ``path``: a plain one (torch.save) or a training checkpoint's (last.pt,
+    whose "model" entry holds it)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model weights not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=False)  # our own files
-    state = dict(state["model"] if "optimizer" in state else state)
-    if isinstance(model, AgnosticModel):
-        # Weights saved by training are uncalibrated: the calibration is fitted afterwards.
-        state.setdefault("onset_calibration", torch.tensor(IDENTITY_CALIBRATION))
-    model.load_state_dict(state)
-    return model.eval()
+    return dict(state["model"] if "optimizer" in state else state)
 
 
 def load_agnostic_model(path: str | Path) -> AgnosticModel:
     """An AgnosticModel in eval mode with the state dict saved at ``path`` (torch.save), of the
     note branch layout those weights have."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"model weights not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)  # our own files
-    keys = state["model"] if "optimizer" in state else state
-    layout = "published" if "note_branch.octave_context.0.weight" in keys else "harmonic"
-    return _load_weights(AgnosticModel(layout), path)
+    state = _read_weights(path)
+    layout = "published" if "note_branch.octave_context.0.weight" in state else "harmonic"
+    # Weights saved by training are uncalibrated: the calibration is fitted afterwards.
+    state.setdefault("onset_calibration", torch.tensor(IDENTITY_CALIBRATION))
+    model = AgnosticModel(layout)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def load_timbre_branch(path: str | Path) -> TimbreBranch:
     """A TimbreBranch in eval mode with the state dict saved at ``path`` (torch.save)."""
-    return _load_weights(TimbreBranch(), path)
+    branch = TimbreBranch()
+    branch.load_state_dict(_read_weights(path))
+    return branch.eval()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from timbrescribe.constants import MIDI_MIN, frame_to_time
+from timbrescribe.decode import onset_peaks
 from timbrescribe.notes import Note
 
 ONSET_TOLERANCE_S = 0.05  # mir_eval's note-onset tolerance
@@ -48,13 +49,11 @@ def calibrate(probabilities: np.ndarray, calibration: OnsetCalibration) -> np.nd
 
 
 def labelled_peaks(onset: np.ndarray, reference: Sequence[Note], floor: float = PEAK_FLOOR) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, labels) of the onset peaks of one map (84, T): local maxima along time
-    (first frame of a plateau) reaching ``floor``; a peak is true when it is the highest peak of
+    """(probabilities, labels) of the onset peaks of one map (84, T), picked as the decoder picks
+    them (decode.onset_peaks) at ``floor``; a peak is true when it is the highest peak of
     its pitch within ONSET_TOLERANCE_S of a reference onset of that pitch."""
     onset = np.asarray(onset, dtype=np.float32)
-    padded = np.pad(onset, ((0, 0), (1, 1)), constant_values=-np.inf)
-    peaks = (onset > padded[:, :-2]) & (onset >= padded[:, 2:]) & (onset >= floor)
-    rows, frames = np.nonzero(peaks)
+    rows, frames = np.nonzero(onset_peaks(onset, floor))
     labels = np.zeros(len(rows), dtype=bool)
     times = frame_to_time(frames)
     for note in reference:
