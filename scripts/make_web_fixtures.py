@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from timbrescribe.clustering import ClusterSettings, cluster_notes
-from timbrescribe.constants import EMBEDDING_DIM, FRAME_RATE, N_PITCHES, SAMPLE_RATE, n_frames
+from timbrescribe.constants import EMBEDDING_DIM, N_PITCHES, SAMPLE_RATE, n_frames
 from timbrescribe.decode import DecoderSettings, decode_notes
-from timbrescribe.inference import SHORT_FILE_CHUNK_SECONDS, SHORT_FILE_SECONDS, AgnosticSession, SeparationSession, chunk_spans
+from timbrescribe.inference import SHORT_FILE_CHUNK_SECONDS, SHORT_FILE_SECONDS, AgnosticSession, SeparationSession, chunk_frames, chunk_spans
 from timbrescribe.notes import Note
 from timbrescribe.pooling import CellStore
 from timbrescribe.transcription import package_cluster_settings, package_decoder_settings, tracks_from_clustering
@@ -193,7 +193,7 @@ def chunks_fixture() -> dict:
         for n_samples in (1, 255, 256, 257, 22050, 330750, 600 * SAMPLE_RATE, 600 * SAMPLE_RATE + 1, 1800 * SAMPLE_RATE + 77):
             short = n_samples <= SHORT_FILE_SECONDS * SAMPLE_RATE
             seconds = SHORT_FILE_CHUNK_SECONDS if short else session.chunk_seconds
-            spans = list(chunk_spans(n_frames(n_samples), max(1, int(round(seconds * FRAME_RATE)))))
+            spans = list(chunk_spans(n_frames(n_samples), chunk_frames(seconds)))
             cases.append({"model": session.default_model_path.stem, "n_samples": n_samples,
                           "first_spans": [list(span) for span in spans[:3]],
                           "last_span": list(spans[-1]), "count": len(spans)})

@@ -13,15 +13,17 @@ import soxr
 import torch
 
 from timbrescribe.audio import load_audio, open_audio
-from timbrescribe.constants import HOP, N_PITCHES, SAMPLE_RATE, n_frames
+from timbrescribe.constants import HOP, N_PITCHES, SAMPLE_RATE, TIMBRE_TIME_STRIDES, n_frames
 from timbrescribe.decode import DecoderSettings, decode_notes
 from timbrescribe.errors import UserError
 from timbrescribe.export import export_agnostic_onnx
 from timbrescribe.inference import (
+    CHUNK_FRAME_MULTIPLE,
     CONTEXT_FRAMES,
     AgnosticSession,
     ModelNotFoundError,
     SeparationSession,
+    chunk_frames,
     chunk_spans,
     energy_model_path,
 )
@@ -161,6 +163,14 @@ def test_missing_model_is_a_clear_error(tmp_path):
         AgnosticSession(tmp_path / "only.onnx")
 
 
+def test_chunks_start_on_frames_every_timbre_stride_computes():
+    assert CONTEXT_FRAMES % CHUNK_FRAME_MULTIPLE == 0
+    assert all(CHUNK_FRAME_MULTIPLE % stride == 0 for stride in TIMBRE_TIME_STRIDES)
+    assert [chunk_frames(s) for s in (0.0, 0.01, 3.0, 6.0, 15.0)] == [2, 2, 258, 516, 1292]
+    for seconds in (1.0, 2.5, 6.0, 15.0):
+        assert all(first % CHUNK_FRAME_MULTIPLE == 0 for first, *_ in chunk_spans(100000, chunk_frames(seconds)))
+
+
 def test_chunk_spans_tile_the_file_with_context():
     for total, size in ((1, 5), (10, 3), (1000, 250), (1001, 97)):
         spans = list(chunk_spans(total, size))
@@ -212,15 +222,16 @@ def test_timbrescribe_notes_system_gives_one_track_of_the_transcribed_notes(expo
 
 
 @pytest.mark.slow
-def test_separation_export_matches_torch_and_chunking(tmp_path):
+@pytest.mark.parametrize("time_stride", TIMBRE_TIME_STRIDES)
+def test_separation_export_matches_torch_and_chunking(tmp_path, time_stride):
     """The separation graph: its embeddings equal torch's, and pooled note vectors from a chunked
-    run equal those of one pass over the file."""
+    run equal those of one pass over the file (at every timbre frame stride)."""
     from timbrescribe.export import export_separation_onnx
     from timbrescribe.inference import SeparationSession
-    from timbrescribe.model import SeparationModel
+    from timbrescribe.model import SeparationModel, TimbreBranch
 
     torch.manual_seed(3)
-    model = SeparationModel().eval()
+    model = SeparationModel(timbre=TimbreBranch(time_stride)).eval()
     network, _ = export_separation_onnx(model, tmp_path / "separation.onnx")
     session = SeparationSession(network, threads=1)
     audio = _music(8.0, seed=2)

@@ -39,6 +39,34 @@ def test_a_frame_does_not_depend_on_distant_frames(branch):
     torch.testing.assert_close(part[..., 20:120], whole[..., 80:180], atol=1e-5, rtol=1e-4)
 
 
+def test_at_time_stride_two_every_other_frame_is_computed_and_held():
+    torch.manual_seed(1)
+    branch = TimbreBranch(time_stride=2).eval()
+    assert count_trainable_parameters(branch) == 25983
+    spectrum = torch.randn(1, N_BINS, 201) - 10
+    with torch.no_grad():
+        whole = branch(spectrum)
+        even_start = branch(spectrum[..., 60:])
+        odd_start = branch(spectrum[..., 61:])
+    assert whole.shape == (1, EMBEDDING_DIM, N_PITCHES, 201)
+    torch.testing.assert_close(whole[..., 1::2], whole[..., 0:-1:2])  # held for two frames
+    assert not torch.allclose(whole[..., 0:-1:2], whole[..., 2::2])
+    # a part starting on an even frame computes the frames the whole file computes, an odd one not
+    torch.testing.assert_close(even_start[..., 40:120], whole[..., 100:180], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(odd_start[..., 39:119], whole[..., 100:180], atol=1e-3)
+
+
+def test_the_time_stride_is_stored_with_the_weights(tmp_path):
+    torch.save(TimbreBranch(time_stride=2).state_dict(), tmp_path / "strided.pt")
+    assert load_timbre_branch(tmp_path / "strided.pt").stride == 2
+    state = TimbreBranch().state_dict()
+    del state["time_stride"]  # weights saved before strides existed
+    torch.save(state, tmp_path / "old.pt")
+    assert load_timbre_branch(tmp_path / "old.pt").stride == 1
+    with pytest.raises(ValueError, match="time_stride"):
+        TimbreBranch(time_stride=3)
+
+
 def test_frame_group_norm_normalises_each_frame_of_each_group():
     norm = FrameGroupNorm(2, 4, bias=False)
     x = torch.randn(3, 4, 10, 7) * 5 + 2

@@ -7,9 +7,14 @@ results everywhere.
   SIGINT or SIGTERM leave either the old set or the new one.
 - Any exception while a file is transcribed or written becomes that file's failed FileResult; the
   batch goes on with the next file.
+- Inputs and output folders may be storage URLs (storage_urls.py): the worker downloads the input
+  into a temporary folder, writes the output set there as for a local folder, then uploads it
+  object by object with the record last, the old record being removed first, so a set whose
+  upload did not finish has no record and is never taken as complete. The temporary folder goes
+  whatever happens.
 - The record names the model (SHA-256 of its graphs), the settings, the input's size and
-  modification time and each output's SHA-256, so ``--skip-existing`` (``up_to_date``) can tell
-  a complete set made the same way from anything else.
+  modification time (or version, for a stored object) and each output's SHA-256, so
+  ``--skip-existing`` (``up_to_date``) can tell a complete set made the same way from anything else.
 - Engines run jobs and say when each is done; ``run_batch`` keeps them fed and tries a file again
   (up to MAX_ATTEMPTS in all) when the worker running it was lost.
 """
@@ -20,6 +25,7 @@ import json
 import multiprocessing
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -27,15 +33,17 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Protocol
 
+from timbrescribe import storage_urls
 from timbrescribe.errors import UserError
 from timbrescribe.inference import AgnosticSession
 from timbrescribe.options import model_digest, open_session
 from timbrescribe.outputs import atomic_paths, stale_temporaries
+from timbrescribe.storage_urls import is_url
 from timbrescribe.transcription import (
     Transcription,
     decoder_settings,
@@ -65,13 +73,13 @@ POLL_SECONDS = 0.2
 class Job:
     """One input file: ``name`` as the user gave it (for messages), ``path`` absolute,
     ``base`` the absolute output path without suffix, ``shown_base`` the same as the user wrote
-    the output folder."""
+    the output folder. Each of them may be a storage URL instead of a local path."""
 
     index: int
     name: str
-    path: Path
-    base: Path
-    shown_base: Path
+    path: Path | str
+    base: Path | str
+    shown_base: Path | str
 
 
 @dataclass(frozen=True)
@@ -153,29 +161,68 @@ def make_config(
     )
 
 
-def output_paths(base: Path, kinds: tuple[str, ...] | list[str]) -> list[Path]:
+def _suffixed(base: Path | str, suffix: str) -> Path | str:
+    return base + suffix if is_url(base) else base.with_name(base.name + suffix)
+
+
+def output_paths(base: Path | str, kinds: tuple[str, ...] | list[str]) -> list[Path | str]:
     """The output files of ``kinds`` for one input: ``base`` + each kind's suffix."""
-    return [base.with_name(base.name + OUTPUTS[kind][0]) for kind in kinds]
+    return [_suffixed(base, OUTPUTS[kind][0]) for kind in kinds]
 
 
-def record_path(base: Path) -> Path:
+def record_path(base: Path | str) -> Path | str:
     """The record of how the outputs at ``base`` were made."""
-    return base.with_name(base.name + RECORD_SUFFIX)
+    return _suffixed(base, RECORD_SUFFIX)
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _read_bytes(location: Path | str) -> bytes:
+    return storage_urls.read_bytes(location) if is_url(location) else location.read_bytes()
 
 
-def _input_identity(path: Path) -> dict:
-    stat = path.stat()
+def _file_digest(location: Path | str) -> str:
+    return hashlib.sha256(_read_bytes(location)).hexdigest()
+
+
+def _input_identity(location: Path | str) -> dict:
+    if is_url(location):
+        return storage_urls.identity(location)
+    stat = location.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def write_output_set(result: Transcription, job: Job, config: BatchConfig) -> None:
-    """Write the outputs of ``config.kinds`` and the record for ``job`` as one set: all of them
-    replace the previous files, or none does. Temporary files that a killed earlier attempt left
-    for these outputs go first (only one job at a time writes an output set)."""
+@contextmanager
+def _staged(job: Job) -> Iterator[Job]:
+    """``job`` on local files: itself when its input and outputs are local, else a copy whose stored
+    input is downloaded into a temporary folder and whose outputs are based there; the folder is
+    removed at the end, whatever happens."""
+    if not is_url(job.path) and not is_url(job.base):
+        yield job
+        return
+    with tempfile.TemporaryDirectory(prefix="timbrescribe-") as folder:
+        path, base = job.path, job.base
+        if is_url(path):
+            path = Path(folder, Path(job.path).name)
+            storage_urls.download(job.path, path)
+        if is_url(base):
+            base = Path(folder, "outputs", Path(job.base).name)
+        yield replace(job, path=path, base=base)
+
+
+def _upload_output_set(staged: Path, base: str, kinds: tuple[str, ...]) -> None:
+    """Upload the output set written at ``staged`` to the URL ``base``, one object at a time: the old
+    record is removed first and the new one put last, so a set that is not wholly uploaded has no
+    record (and --skip-existing makes it again)."""
+    storage_urls.remove(record_path(base))
+    for source, target in zip(output_paths(staged, kinds), output_paths(base, kinds)):
+        storage_urls.upload(source, target)
+    storage_urls.upload(record_path(staged), record_path(base))
+
+
+def write_output_set(result: Transcription, job: Job, config: BatchConfig, input_identity: dict) -> None:
+    """Write the outputs of ``config.kinds`` and the record for ``job`` (local files) as one set:
+    all of them replace the previous files, or none does. ``input_identity`` is what the record
+    keeps of the input. Temporary files that a killed earlier attempt left for these outputs go
+    first (only one job at a time writes an output set)."""
     targets = output_paths(job.base, config.kinds)
     job.base.parent.mkdir(parents=True, exist_ok=True)
     for target in [*targets, record_path(job.base)]:
@@ -188,7 +235,7 @@ def write_output_set(result: Transcription, job: Job, config: BatchConfig) -> No
             "format": RECORD_FORMAT,
             "version": RECORD_VERSION,
             "recipe": json.loads(config.recipe),
-            "input": _input_identity(job.path),
+            "input": input_identity,
             "outputs": {target.name: _file_digest(temporary) for target, temporary in zip(targets, temporaries)},
             "duration": result.duration_s,
             "notes": len(result.notes),
@@ -202,7 +249,7 @@ def up_to_date(job: Job, config: BatchConfig) -> FileResult | None:
     """A "skipped" result when the outputs of ``job`` are all there, unchanged since the record
     beside them was written with the same recipe from the same input; else None."""
     try:
-        record = json.loads(record_path(job.base).read_text(encoding="utf-8"))
+        record = json.loads(_read_bytes(record_path(job.base)))
         digests = record["outputs"]
         if (
             record.get("format") != RECORD_FORMAT
@@ -211,7 +258,7 @@ def up_to_date(job: Job, config: BatchConfig) -> FileResult | None:
         ):
             return None
         for target in output_paths(job.base, config.kinds):
-            if digests.get(target.name) != _file_digest(target):
+            if digests.get(Path(target).name) != _file_digest(target):
                 return None
         return FileResult(
             job.name, "skipped", outputs=[str(p) for p in output_paths(job.shown_base, config.kinds)],
@@ -225,16 +272,23 @@ def up_to_date(job: Job, config: BatchConfig) -> FileResult | None:
 def transcribe_job(
     job: Job, config: BatchConfig, session: AgnosticSession, progress: Callable[[int, int], None] | None = None
 ) -> FileResult:
-    """Transcribe one file and write its output set; any exception becomes a failed result."""
+    """Transcribe one file and write its output set (through a temporary folder when the input or
+    the outputs are stored at URLs); any exception becomes a failed result."""
     started = time.perf_counter()
+    read_from = None
     try:
-        result = transcribe(
-            job.path, session=session, instruments=config.instruments, onset_threshold=config.onset_threshold,
-            frame_threshold=config.frame_threshold, min_note_ms=config.min_note_ms, progress=progress,
-        )
-        write_output_set(result, job, config)
+        identity = _input_identity(job.path)  # before the input is read: a change while it is read counts
+        with _staged(job) as local:
+            read_from = local.path
+            result = transcribe(
+                local.path, session=session, instruments=config.instruments, onset_threshold=config.onset_threshold,
+                frame_threshold=config.frame_threshold, min_note_ms=config.min_note_ms, progress=progress,
+            )
+            write_output_set(result, local, config, identity)
+            if local.base != job.base:
+                _upload_output_set(local.base, job.base, config.kinds)
     except Exception as err:  # noqa: BLE001 - one file's failure, whatever it is, must not end the batch
-        return failed_result(job, err, time.perf_counter() - started)
+        return failed_result(job, err, time.perf_counter() - started, read_from)
     return FileResult(
         job.name, "done", outputs=[str(p) for p in output_paths(job.shown_base, config.kinds)],
         duration=result.duration_s, notes=len(result.notes), tracks=len(result.tracks),
@@ -242,11 +296,15 @@ def transcribe_job(
     )
 
 
-def failed_result(job: Job, error: BaseException | str, seconds: float = 0.0) -> FileResult:
+def failed_result(
+    job: Job, error: BaseException | str, seconds: float = 0.0, read_from: Path | str | None = None
+) -> FileResult:
     """A failed result whose error is one line: the message of a user or OS error without the
-    file name in front, or the kind and message of anything else."""
+    file name in front, or the kind and message of anything else. ``read_from``, the local copy
+    of a stored input, is named in the message as the input."""
     if isinstance(error, (UserError, OSError)):
-        text = str(error).removeprefix(f"{job.path}: ")
+        text = str(error) if read_from is None else str(error).replace(str(read_from), str(job.path))
+        text = text.removeprefix(f"{job.path}: ")
     elif isinstance(error, BaseException):
         text = f"unexpected {type(error).__name__}: {error}"
     else:

@@ -28,6 +28,9 @@ N_STACKED_BINS = N_PITCHES * BINS_PER_SEMITONE  # 252
 
 # Size of the timbre embedding of every pitch-time cell (DESIGN.md §3: 16 gave nothing over 12).
 EMBEDDING_DIM = 12
+# Frame strides the timbre branch may run at (model.TimbreBranch): 1 = every frame (DESIGN.md §3),
+# 2 = every other frame, each embedding held for two frames (issue 6: half the branch's cost).
+TIMBRE_TIME_STRIDES = (1, 2)
 
 # Floor added to the spread-normalised power P/s before the log (DESIGN.md §2 adds ε = 1.01e-8 to P
 # itself, which made quiet recordings lose notes). Relative to the clip's own spread s, so a gain

@@ -91,7 +91,7 @@ def model_card(network_path: str | Path, outputs: list[str]) -> dict:
     """The constants and names a runtime needs to run an exported model the way inference.py does."""
     from timbrescribe import constants
     from timbrescribe.inference import (
-        CONTEXT_FRAMES, DEFAULT_CHUNK_SECONDS, SEPARATION_CHUNK_SECONDS, SHORT_FILE_CHUNK_SECONDS, SHORT_FILE_SECONDS,
+        CHUNK_FRAME_MULTIPLE, CONTEXT_FRAMES, DEFAULT_CHUNK_SECONDS, SEPARATION_CHUNK_SECONDS, SHORT_FILE_CHUNK_SECONDS, SHORT_FILE_SECONDS,
     )
     from timbrescribe.transcription import CELL_FLOOR_RATIO, TUNED_CLUSTERING_PATH, TUNED_DECODER_PATH
 
@@ -109,6 +109,7 @@ def model_card(network_path: str | Path, outputs: list[str]) -> dict:
         "midi_min": constants.MIDI_MIN,
         "n_pitches": constants.N_PITCHES,
         "context_frames": CONTEXT_FRAMES,
+        "chunk_frame_multiple": CHUNK_FRAME_MULTIPLE,
         "chunk_seconds": SEPARATION_CHUNK_SECONDS if "embedding" in outputs else DEFAULT_CHUNK_SECONDS,
         "short_file_seconds": SHORT_FILE_SECONDS,
         "short_file_chunk_seconds": SHORT_FILE_CHUNK_SECONDS,

@@ -40,10 +40,15 @@ SEPARATION_CHUNK_SECONDS = 3.0
 SHORT_FILE_SECONDS = 600.0
 SHORT_FILE_CHUNK_SECONDS = 15.0
 
-# Frames of context on each side of a chunk's kept centre. A frame depends on input up to 86
+# Frames of context on each side of a chunk's kept centre. A frame depends on input up to 94
 # frames away: the lowest CQT kernel spans ±138 samples at 1/128 of the rate (±69 frames), the
-# 7 half-band stages add ±2032 samples (±8 frames), and the network's convolutions ±9 frames.
+# 7 half-band stages add ±2032 samples (±8 frames), and the network's convolutions ±9 frames
+# (±17 for a timbre branch at time stride 2).
 CONTEXT_FRAMES = 96
+# Chunks keep a multiple of this many frames, so that with CONTEXT_FRAMES (a multiple too) every
+# chunk starts on an even frame: a timbre branch at time stride 2 computes the file's even frames
+# whichever chunk it runs in (model.TimbreBranch).
+CHUNK_FRAME_MULTIPLE = 2
 
 
 class ModelNotFoundError(UserError):
@@ -57,6 +62,12 @@ def energy_model_path(model_path: str | Path) -> Path:
 
 # (first, end, keep_first, keep_end) frames of a chunk, see chunk_spans.
 Span = tuple[int, int, int, int]
+
+
+def chunk_frames(seconds: float) -> int:
+    """Frames kept per chunk of ``seconds`` of audio: the nearest positive multiple of
+    CHUNK_FRAME_MULTIPLE."""
+    return CHUNK_FRAME_MULTIPLE * max(1, round(seconds * FRAME_RATE / CHUNK_FRAME_MULTIPLE))
 
 
 def chunk_spans(total_frames: int, chunk_frames: int) -> Iterator[Span]:
@@ -133,7 +144,7 @@ class AgnosticSession:
         short = len(audio) <= SHORT_FILE_SECONDS * SAMPLE_RATE
         if chunk_seconds is None:
             chunk_seconds = SHORT_FILE_CHUNK_SECONDS if short else self.chunk_seconds
-        spans = list(chunk_spans(n_frames(len(audio)), max(1, int(round(chunk_seconds * FRAME_RATE)))))
+        spans = list(chunk_spans(n_frames(len(audio)), chunk_frames(chunk_seconds)))
 
         def report(done: int) -> None:
             if progress is not None:

@@ -14,7 +14,9 @@ from torch import nn
 
 import torch.nn.functional as F
 
-from timbrescribe.constants import DEPTH_HARMONIC_SHIFTS, EMBEDDING_DIM, N_HARMONICS, NOTE_LAYOUTS
+from timbrescribe.constants import (
+    DEPTH_HARMONIC_SHIFTS, EMBEDDING_DIM, N_HARMONICS, NOTE_LAYOUTS, TIMBRE_TIME_STRIDES,
+)
 from timbrescribe.errors import UserError
 from timbrescribe.frontend import Frontend, harmonic_stack
 
@@ -175,14 +177,25 @@ class TimbreBranch(nn.Module):
     LeakyReLU -> dilated 25x3 conv 16->8 (± one octave) + residual with the stack -> group norm(2)
     -> conv 8->16 5x5 + PReLU -> residual block (cell LayerNorm, 3x3 16->24, ReLU, 3x3 24->16) ->
     instance norm without bias -> conv 16->12 3x5 stride (3,1) onto the semitone rows -> L2 norm.
+
+    With ``time_stride`` 2 the first conv steps two frames at a time, so everything after it runs
+    on frames 0, 2, 4, ... (the residual takes the stack at those frames), and each embedding is
+    held for its frame and the next: the same parameters at half the cost. Frame 2j then depends
+    on where the even frames are, so chunked inference must start its chunks on even frames
+    (inference.CHUNK_FRAME_MULTIPLE). The stride is stored with the weights (``time_stride``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, time_stride: int = 1) -> None:
         super().__init__()
+        if time_stride not in TIMBRE_TIME_STRIDES:
+            raise ValueError(f"time_stride must be one of {TIMBRE_TIME_STRIDES}, got {time_stride}")
+        self.stride = time_stride
+        self.register_buffer("time_stride", torch.tensor(time_stride))
         self.affine_scale = nn.Parameter(torch.tensor(AFFINE_SCALE_INIT))
         self.affine_bias = nn.Parameter(torch.tensor(AFFINE_BIAS_INIT))
         self.expand = nn.Sequential(
-            nn.Conv2d(N_HARMONICS, 16, (5, 5), padding=(2, 2)), FrameGroupNorm(4, 16), nn.LeakyReLU(0.01)
+            nn.Conv2d(N_HARMONICS, 16, (5, 5), padding=(2, 2), stride=(1, time_stride)), FrameGroupNorm(4, 16),
+            nn.LeakyReLU(0.01),
         )
         self.octave_context = nn.Conv2d(16, N_HARMONICS, (25, 3), padding=(36, 1), dilation=(3, 1))
         self.context_norm = FrameGroupNorm(2, N_HARMONICS)
@@ -196,10 +209,15 @@ class TimbreBranch(nn.Module):
 
     def forward(self, spectrum: torch.Tensor) -> torch.Tensor:
         stacked = harmonic_stack((spectrum * self.affine_scale + self.affine_bias).unsqueeze(1))
-        hidden = self.context_norm(self.octave_context(self.expand(stacked)) + stacked)
+        kept = stacked if self.stride == 1 else stacked[..., :: self.stride]
+        hidden = self.context_norm(self.octave_context(self.expand(stacked)) + kept)
         hidden = self.features(hidden)
         hidden = self.out_norm(hidden + self.residual(hidden))
-        return F.normalize(self.head(hidden), dim=1, eps=1e-6)
+        embedding = F.normalize(self.head(hidden), dim=1, eps=1e-6)
+        if self.stride == 1:
+            return embedding
+        held = embedding.unsqueeze(-1).expand(*embedding.shape, self.stride).flatten(-2)
+        return held[..., : spectrum.shape[-1]]
 
 
 class SeparationModel(nn.Module):
@@ -250,7 +268,10 @@ def load_agnostic_model(path: str | Path) -> AgnosticModel:
 
 
 def load_timbre_branch(path: str | Path) -> TimbreBranch:
-    """A TimbreBranch in eval mode with the state dict saved at ``path`` (torch.save)."""
-    branch = TimbreBranch()
-    branch.load_state_dict(_read_weights(path))
+    """A TimbreBranch in eval mode with the state dict saved at ``path`` (torch.save), at the frame
+    stride stored with it (weights saved before strides existed run at every frame)."""
+    state = _read_weights(path)
+    state.setdefault("time_stride", torch.tensor(1))
+    branch = TimbreBranch(int(state["time_stride"]))
+    branch.load_state_dict(state)
     return branch.eval()

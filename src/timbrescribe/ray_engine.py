@@ -3,7 +3,9 @@
 Each file is one Ray task needing one CPU. The task runs batch.run_in_worker in a Ray worker
 process, which keeps one single-threaded session between the files it is given; the worker reads
 the input and writes the output set itself, so paths must mean the same on every machine (a shared
-file system mounted at the same place; the driver passes absolute paths). The driver keeps at most
+file system mounted at the same place; the driver passes absolute paths), or be storage URLs,
+which each worker downloads from and uploads to with the fsspec package and the credentials of its
+own machine (storage_urls.py). The driver keeps at most
 ``slots`` tasks in flight (default: the cluster's CPUs); a task whose worker or node died is run
 again by batch.run_batch, up to batch.MAX_ATTEMPTS tries.
 

@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from timbrescribe import storage_urls
 from timbrescribe.errors import UserError
+from timbrescribe.storage_urls import is_url
 
 if TYPE_CHECKING:
     from timbrescribe.batch import FileResult, Job
@@ -26,15 +28,17 @@ ENGINES = ("local", "ray")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``timbrescribe transcribe``."""
     parser.add_argument(
-        "inputs", nargs="+", type=Path, metavar="INPUT",
+        "inputs", nargs="+", type=storage_urls.location, metavar="INPUT",
         help="audio file, or directory whose audio files (wav, flac, ogg, mp3) are transcribed in "
-        "name order: only those directly inside it, or the whole tree with --recursive",
+        "name order: only those directly inside it, or the whole tree with --recursive; either may "
+        "be a storage URL (s3://bucket/key, s3://bucket/prefix/, any fsspec protocol installed)",
     )
     parser.add_argument(
-        "-o", "--output-dir", required=True, type=Path, metavar="OUTDIR",
-        help="directory for the results, created if missing: OUTDIR/<input name>.mid etc. and "
-        "OUTDIR/<input name>.timbrescribe, a record of how they were made; the previous results of "
-        "an input are replaced as a whole set, and only when the new set is complete",
+        "-o", "--output-dir", required=True, type=storage_urls.location, metavar="OUTDIR",
+        help="directory (or storage URL, e.g. s3://bucket/out/) for the results, created if missing: "
+        "OUTDIR/<input name>.mid etc. and OUTDIR/<input name>.timbrescribe, a record of how they "
+        "were made; the previous results of an input are replaced as a whole set, and only when the "
+        "new set is complete (in object storage: uploaded object by object, the record last)",
     )
     parser.add_argument(
         "--format", default="midi", metavar="LIST",
@@ -121,48 +125,68 @@ def output_kinds(format_list: str, plot: bool) -> list[str]:
 
 
 def collect_inputs(
-    paths: list[Path], audio_extensions: tuple[str, ...], recursive: bool = False
-) -> list[tuple[Path, Path]]:
+    paths: list[Path | str], audio_extensions: tuple[str, ...], recursive: bool = False
+) -> list[tuple[Path | str, Path]]:
     """(file, output name) of every file to transcribe, the output name relative to the output
     folder and without suffix. Files count as given; a directory gives the audio files directly
     inside it (name order), or with ``recursive`` those of its whole tree, named by their path
-    inside it. The same file named twice counts once; two different files whose outputs would
-    have the same name are an error."""
-    found: list[tuple[Path, Path]] = []
+    inside it. Storage URLs count the same way, a key prefix as a directory. The same file named
+    twice counts once; two different files whose outputs would have the same name are an error."""
+    found: list[tuple[Path | str, Path]] = []
     for path in paths:
-        if path.is_dir():
+        if _kind(path) == "directory":
             in_dir = _audio_files(path, audio_extensions, recursive)
             if not in_dir:
                 where = "in this directory tree" if recursive else "directly in this directory"
                 raise UserError(f"{path}: no audio files ({', '.join(audio_extensions)}) {where}")
-            found.extend((file, file.relative_to(path).with_name(file.stem)) for file in in_dir)
-        elif path.is_file():
-            found.append((path, Path(path.stem)))
+            found.extend((storage_urls.child(path, file), file.with_name(file.stem)) for file in in_dir)
         else:
-            raise UserError(f"{path}: no such file or directory")
-    by_name: dict[str, tuple[Path, Path]] = {}
+            found.append((path, Path(Path(path).stem)))
+    by_name: dict[str, tuple[Path | str, Path]] = {}
     for file, name in found:
         other = by_name.setdefault(name.as_posix().casefold(), (file, name))[0]
-        if other is not file and other.resolve() != file.resolve():
+        if other is not file and not _same_file(other, file):
             hint = "rename one" if recursive else "rename one, or use --recursive to mirror the folders"
             raise UserError(f"{other} and {file} would both write results named '{name}'; {hint}")
     return list(by_name.values())
 
 
-def _audio_files(folder: Path, audio_extensions: tuple[str, ...], recursive: bool) -> list[Path]:
-    if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in audio_extensions)
-    files = []
-    for root, dirs, names in os.walk(folder):
-        dirs.sort()
-        files.extend(Path(root) / name for name in sorted(names) if Path(name).suffix.lower() in audio_extensions)
-    return files
+def _kind(path: Path | str) -> str:
+    """"file" or "directory"; UserError when ``path`` is neither."""
+    if is_url(path):
+        return storage_urls.kind(path)
+    if path.is_dir():
+        return "directory"
+    if path.is_file():
+        return "file"
+    raise UserError(f"{path}: no such file or directory")
 
 
-def prepare_output_dir(path: Path) -> None:
+def _same_file(a: Path | str, b: Path | str) -> bool:
+    if is_url(a) or is_url(b):
+        return a == b
+    return a.resolve() == b.resolve()
+
+
+def _audio_files(folder: Path | str, audio_extensions: tuple[str, ...], recursive: bool) -> list[Path]:
+    """The audio files in ``folder`` as paths relative to it, folder by folder in name order (a
+    folder's own files before its subfolders)."""
+    if is_url(folder):
+        files = [Path(name) for name in storage_urls.files_in(folder, recursive)]
+    elif recursive:
+        files = [Path(root, name).relative_to(folder) for root, _, names in os.walk(folder) for name in names]
+    else:
+        files = [Path(p.name) for p in folder.iterdir() if p.is_file()]
+    return sorted((p for p in files if p.suffix.lower() in audio_extensions), key=lambda p: (p.parts[:-1], p.name))
+
+
+def prepare_output_dir(path: Path | str) -> None:
     """Create the output folder if needed and prove that files can be written in it (UserError if not)."""
     import tempfile
 
+    if is_url(path):
+        storage_urls.prepare_folder(path)
+        return
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a directory")
     try:
@@ -254,10 +278,10 @@ def run(args: argparse.Namespace) -> int:
         upper, why = (None, "") if args.engine == "ray" else (4 * cores, f" (4 x the {cores} cores here)")
         check_count("--jobs", args.jobs, upper, why)
     files = collect_inputs(args.inputs, AUDIO_EXTENSIONS, args.recursive)
-    jobs = [
-        batch.Job(index, str(file), file.absolute(), (args.output_dir / name).absolute(), args.output_dir / name)
-        for index, (file, name) in enumerate(files)
-    ]
+    jobs = []
+    for index, (file, name) in enumerate(files):
+        output = storage_urls.child(args.output_dir, name)
+        jobs.append(batch.Job(index, str(file), storage_urls.absolute(file), storage_urls.absolute(output), output))
     workers = min(args.jobs or 1, len(jobs))
     in_process = args.engine == "local" and workers == 1
     if not in_process and threads is None:

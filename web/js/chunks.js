@@ -17,7 +17,9 @@ export function chunkSeconds(card, nSamples) {
 export function chunkSpans(card, nSamples) {
   const total = nFrames(nSamples, card.hop);
   const frameRate = card.sample_rate / card.hop;
-  const chunkFrames = Math.max(1, Math.round(chunkSeconds(card, nSamples) * frameRate));
+  // a multiple of chunk_frame_multiple, so that every chunk starts on a frame the model expects
+  const multiple = card.chunk_frame_multiple;
+  const chunkFrames = multiple * Math.max(1, Math.round((chunkSeconds(card, nSamples) * frameRate) / multiple));
   const spans = [];
   for (let keepFirst = 0; keepFirst < total; keepFirst += chunkFrames) {
     const keepEnd = Math.min(total, keepFirst + chunkFrames);

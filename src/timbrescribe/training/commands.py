@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from timbrescribe.constants import NOTE_LAYOUTS
+from timbrescribe.constants import NOTE_LAYOUTS, TIMBRE_TIME_STRIDES
 from timbrescribe.errors import UserError
 
 
@@ -99,6 +99,7 @@ class TimbreTrainConfig(_RunConfig):
     temperature: float = 0.15
     remix_gain_db: float = 6.0
     val_examples: int = 48
+    time_stride: int = 1
 
 
 _TIMBRE_HELP = {
@@ -117,6 +118,9 @@ _TIMBRE_HELP = {
                      "drawn within ± this many dB",
     "val_every": _HELP["val_every"],
     "val_examples": "validation examples with two or more parts, scored whole",
+    "time_stride": "frames between the branch's computed embeddings: 1 (every frame, DESIGN.md §3) or 2 "
+                   "(every other frame, held for two: half the cost); resume a run with the stride it "
+                   "was started with",
     "checkpoint_every": _HELP["checkpoint_every"],
     "time_limit": _HELP["time_limit"],
     "threads": _HELP["threads"],
@@ -177,6 +181,9 @@ def _check(config) -> None:
         raise UserError("--num-workers, --curriculum-steps and --time-limit must not be negative")
     if getattr(config, "layout", NOTE_LAYOUTS[0]) not in NOTE_LAYOUTS:
         raise UserError(f"--layout must be one of {', '.join(NOTE_LAYOUTS)}, got {config.layout!r}")
+    if getattr(config, "time_stride", TIMBRE_TIME_STRIDES[0]) not in TIMBRE_TIME_STRIDES:
+        raise UserError(f"--time-stride must be one of {', '.join(map(str, TIMBRE_TIME_STRIDES))}, "
+                        f"got {config.time_stride}")
     if getattr(config, "temperature", 1.0) <= 0:
         raise UserError("--temperature must be positive")
     if config.data_weights is not None:

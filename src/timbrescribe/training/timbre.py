@@ -20,6 +20,7 @@ from scipy.optimize import linear_sum_assignment
 
 from timbrescribe.clustering import cluster_notes
 from timbrescribe.data.storage import load_manifest, load_notes, part_notes
+from timbrescribe.errors import UserError
 from timbrescribe.frontend import Frontend
 from timbrescribe.model import TimbreBranch
 from timbrescribe.pooling import pool_dense
@@ -119,13 +120,16 @@ def train_timbre(config: TimbreTrainConfig, show_progress: bool = True) -> Train
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
-    model, frontend = TimbreBranch(), Frontend()
+    model, frontend = TimbreBranch(config.time_stride), Frontend()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.restart_steps, T_mult=2)
     resume_from = Path(config.resume) if config.resume else out / LAST_CHECKPOINT
     progress = Progress()
     if config.resume or resume_from.exists():
         progress = load_checkpoint(resume_from, model, optimizer, scheduler)
+        if int(model.time_stride) != config.time_stride:
+            raise UserError(f"{resume_from} was trained with --time-stride {int(model.time_stride)}; "
+                            f"resume it with that stride, not {config.time_stride}")
     generator = torch.Generator().manual_seed(config.seed * 7919 + progress.step)
 
     val = load_timbre_validation(config.val, config.val_examples)
