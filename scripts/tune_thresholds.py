@@ -8,7 +8,8 @@ Writes --out (DecoderSettings.to_json; read by timbrescribe.transcription) and, 
 ``<stem>.tuning.json``: the model, data, objective and scores the settings were chosen with.
 
 usage: python scripts/tune_thresholds.py [--model agnostic.onnx] [--out decoder.json]
-       [--cache DIR] [--val DIR] [--trios DIR] [--violin DIR] [--threads N] [--top N]
+       [--cache DIR] [--val DIR] [--trios DIR] [--violin DIR] [--threads N] [--objective note|note+frame]
+       [--top N]
 """
 import argparse
 import datetime
@@ -37,6 +38,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--violin", type=Path, default=ROOT / "datasets" / "bach-violin",
                         help="real solo-violin dev set (timbrescribe data devset bach-violin); left out when absent")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the activations")
+    parser.add_argument("--objective", choices=sorted(tuning.OBJECTIVES), default="note",
+                        help="what the settings maximise (timbrescribe.tuning.OBJECTIVES)")
     parser.add_argument("--top", type=int, default=10, help="trials to print")
     return parser.parse_args()
 
@@ -74,12 +77,13 @@ def main() -> None:
     counts = {s: sum(item.source == s for item in items) for s in dict.fromkeys(i.source for i in items)}
     print(f"{len(items)} recordings {counts}, activations in {activations_s:.1f} s (cache {cache_dir})")
 
-    search = tuning.Search(items, progress=lambda n: print(f"\r{n} settings scored", end="", flush=True))
+    search = tuning.Search(items, progress=lambda n: print(f"\r{n} settings scored", end="", flush=True),
+                           objective=args.objective)
     best = tuning.tune(search)
     search_s = time.perf_counter() - started - activations_s
     print(f"\nsearch: {len(search.trials)} settings in {search_s:.1f} s")
 
-    print(f"top {args.top} by the objective ({tuning.OBJECTIVE}):")
+    print(f"top {args.top} by the objective ({tuning.OBJECTIVES[args.objective]}):")
     for trial in search.ranked()[: args.top]:
         per_source = " ".join(f"{s} {f:.4f}" for s, f in trial.source_f.items())
         print(f"  {trial.objective:.4f}  {per_source}  {tuning.describe(trial.settings, SWEPT)}")
@@ -99,7 +103,7 @@ def main() -> None:
         "model": {"path": shown(args.model), "fingerprint": cache_dir.name},
         "data": {"synthetic-val": shown(args.val), "trios": shown(args.trios),
                  "violin": shown(args.violin) if args.violin.is_dir() else None, "recordings": counts},
-        "objective": tuning.OBJECTIVE,
+        "objective": tuning.OBJECTIVES[args.objective],
         "objective_value": best.objective,
         "settings": best.settings.to_dict(),
         "settings_scored": len(search.trials),

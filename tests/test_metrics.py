@@ -1,11 +1,12 @@
 """Scores of hand-made note lists whose precision, recall and F are worked out by hand."""
+import numpy as np
 import pytest
 
 from timbrescribe.evaluation.metrics import (
     FRAME_PERIOD,
     PRF,
     Scores,
-    frame_pitches,
+    frame_roll,
     frame_scores,
     mean_scores,
     note_scores,
@@ -42,10 +43,34 @@ def test_onset_more_than_50_ms_away_does_not_match():
     assert note_scores([Note(1.0, 2.0, 60)], [Note(1.04, 2.0, 60)], with_offsets=False).f == 1.0
 
 
-def test_frame_pitches_use_half_open_note_spans_on_the_grid():
-    sets = frame_pitches([Note(0.5 * FRAME_PERIOD, 2.5 * FRAME_PERIOD, 60)], n_frames=4)
-    assert [len(s) for s in sets] == [0, 1, 1, 0]
-    assert sets[1][0] == pytest.approx(261.6256, abs=1e-3)
+def test_frame_roll_uses_half_open_note_spans_on_the_grid():
+    roll = frame_roll([Note(0.5 * FRAME_PERIOD, 2.5 * FRAME_PERIOD, 60)], n_frames=4)
+    assert roll.shape == (128, 4)
+    assert roll[60].tolist() == [False, True, True, False]
+    assert roll.sum() == 2
+
+
+def test_frame_scores_equal_mir_eval_multipitch_on_random_notes():
+    import mir_eval
+
+    rng = np.random.default_rng(3)
+    reference = [Note(float(t), float(t + rng.uniform(0.005, 1.0)), int(rng.integers(24, 108)))
+                 for t in np.sort(rng.uniform(0, 8, 120))]
+    estimate = [Note(max(0.0, n.onset + rng.normal(0, 0.03)), n.offset + rng.uniform(0.0, 0.3),
+                     n.pitch + int(rng.integers(-1, 2))) for n in reference[:100]]
+    n_frames = int(np.ceil(max(n.offset for n in reference + estimate) / FRAME_PERIOD)) + 1
+    times = np.arange(n_frames) * FRAME_PERIOD
+
+    def hz_lists(notes):
+        roll = frame_roll(notes, n_frames)
+        return [440.0 * 2.0 ** ((np.flatnonzero(column) - 69) / 12.0) for column in roll.T]
+
+    expected = mir_eval.multipitch.metrics(times, hz_lists(reference), times, hz_lists(estimate))
+    ours = frame_scores(reference, estimate)
+    assert 0.2 < ours.f < 0.9
+    assert ours.precision == pytest.approx(expected[0], abs=1e-12)
+    assert ours.recall == pytest.approx(expected[1], abs=1e-12)
+    assert ours.f == pytest.approx(mir_eval.util.f_measure(expected[0], expected[1]), abs=1e-12)
 
 
 def test_frame_scores_on_a_hand_made_case():

@@ -104,6 +104,27 @@ def test_sources_weigh_equally_whatever_their_file_counts():
     assert trial.objective == pytest.approx(0.5)
 
 
+def test_note_and_frame_objective_prefers_the_frame_threshold_that_keeps_note_lengths():
+    # Each note's frame map stays at 0.6 for its first 12 frames and 0.35 for 12 more, which the
+    # reference holds too: frame threshold 0.3 keeps the whole length, 0.5 halves it. Onsets, and
+    # so note F, are the same either way: only the note+frame objective tells them apart.
+    maps = Maps()
+    for i in range(4):
+        maps.add(30 + i, 20 + 80 * i, 2 * NOTE_FRAMES, 0.6, 0.35, real=True)
+        maps.frame[30 + i, 20 + 80 * i : 20 + 80 * i + NOTE_FRAMES] = 0.6
+    candidates = tuning.grid(PEAKS_ONLY, {"onset_threshold": (0.5,), "frame_threshold": (0.5, 0.3)})
+    by_note = tuning.Search([maps.item()], objective="note")
+    assert by_note.run(candidates).settings.frame_threshold == 0.5  # a tie: the first scored stays
+    assert [trial.objective for trial in by_note.trials.values()] == pytest.approx([1.0, 1.0])
+    by_both = tuning.Search([maps.item()], objective="note+frame")
+    best = by_both.run(candidates)
+    assert best.settings.frame_threshold == 0.3
+    assert best.objective == pytest.approx(1.0)
+    assert by_both.trials[candidates[0]].objective < 0.9
+    with pytest.raises(ValueError, match="objective must be one of"):
+        tuning.Search([maps.item()], objective="frame")
+
+
 def test_full_scores_reports_all_three_metrics_per_source():
     items = [threshold_maps().item("synthetic-val"), threshold_maps().item("trios")]
     scores = tuning.full_scores(items, dataclasses.replace(PEAKS_ONLY, onset_threshold=0.5, frame_threshold=0.4))
