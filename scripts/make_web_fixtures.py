@@ -176,6 +176,8 @@ def clustering_fixture() -> dict:
     add("melodic line: one instrument", _clustered_vectors(rng, 40, 2, 0.2)[0], solo, None, tuned)
     add("subset clustered, rest assigned", vectors5, notes5, 3, dataclasses.replace(tuned, max_spectral_notes=37))
     add("subset, K estimated", vectors5, notes5, None, dataclasses.replace(tuned, max_spectral_notes=50))
+    add("merge, complete linkage", vectors5, notes5, None, dataclasses.replace(
+        tuned, method="merge", merge_linkage="complete", merge_threshold=0.6, min_group_share=0.0, solo_polyphony=0.0))
     add("eigengap", vectors, notes, None, dataclasses.replace(tuned, method="eigengap", solo_polyphony=0.0))
     add("silhouette", vectors, notes, None, dataclasses.replace(tuned, method="silhouette", solo_polyphony=0.0))
     with_zero = vectors[:30].copy()

@@ -8,7 +8,7 @@ Validation data: the synthetic validation set (held-out soundfont, 1-4 parts) an
 2. The affinity width and the pitch weight are chosen by the separated note onset F with the true
    number of parts.
 3. With that width, every K-estimation method is tried on a grid of its parameters (the merge
-   method's threshold and smallest group share together); the choice maximises, per source and
+   method's threshold, smallest group share and linkage together); the choice maximises, per source and
    then averaged over the two sources with equal weight, the mean of two shares: the separated
    note F with estimated K, and how often K is exactly right (averaged over the true K). F alone
    rewards estimating too few instruments: merging two parts costs less F than splitting one
@@ -54,7 +54,7 @@ WIDTHS = (0.1, 0.2, 0.3, 0.5)
 PITCH_WEIGHTS = (0.0, 0.2)
 METHOD_GRIDS = {  # every combination of the values is tried (the merge settings interact)
     "merge": {"merge_threshold": (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-              "min_group_share": (0.0, 0.02, 0.05, 0.1, 0.15)},
+              "min_group_share": (0.0, 0.02, 0.05, 0.1, 0.15), "merge_linkage": ("average", "complete")},
     "eigengap": {"affinity_width": (0.05, 0.1)},
     "silhouette": {"silhouette_floor": (0.0, 0.2, 0.3, 0.4, 0.5)},
 }

@@ -80,6 +80,19 @@ def test_settings_are_checked():
     assert ClusterSettings.from_dict(ClusterSettings().to_dict()) == ClusterSettings()
 
 
+def test_complete_linkage_splits_a_chain_that_average_linkage_joins():
+    # 13 unit vectors 10 degrees apart along an arc of 120 degrees: neighbours are close, the ends
+    # far apart. Cut at cosine distance 0.4, average linkage gives 2 groups, complete linkage
+    # (groups as far apart as their farthest members) 3.
+    angles = np.radians(np.arange(0, 121, 10))
+    arc = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    settings = ClusterSettings(method="merge", merge_threshold=0.4, min_group_share=0.0)
+    assert estimate_k(arc, settings) == 2
+    assert estimate_k(arc, dataclasses.replace(settings, merge_linkage="complete")) == 3
+    with pytest.raises(ValueError, match="merge_linkage must be one of"):
+        ClusterSettings(merge_linkage="single")
+
+
 def test_pitch_weight_adds_the_register_and_zero_ignores_it():
     vectors, _ = _groups(1, per_group=60, noise=0.05, seed=8)  # one timbre ...
     pitches = np.r_[np.full(30, 40), np.full(30, 84)]  # ... in two registers far apart

@@ -13,9 +13,10 @@ Affinity between notes i, j: exp((cos(i, j) - 1) / width), 1 for identical direc
   every K tried, see Spectrum).
 - K estimated: the method and its parameters in ClusterSettings (chosen on validation data by
   scripts/tune_separation.py): "eigengap" takes the K with the largest gap between consecutive
-  eigenvalues of the normalised Laplacian, "merge" cuts an average-linkage tree of cosine distances
-  at a distance threshold (so a solo comes out as one group) and counts the groups holding at
-  least ``min_group_share`` of the notes (a few odd notes are not an instrument), "silhouette" picks the K in 2..max
+  eigenvalues of the normalised Laplacian, "merge" cuts a linkage tree of cosine distances
+  (``merge_linkage``: average, or complete, where two groups are as far apart as their farthest
+  notes) at a distance threshold (so a solo comes out as one group) and counts the groups holding
+  at least ``min_group_share`` of the notes (a few odd notes are not an instrument), "silhouette" picks the K in 2..max
   whose spectral clustering has the best silhouette, or 1 when none reaches a floor.
 Long files: when there are more than ``max_spectral_notes`` notes, an evenly spread subset is
 clustered and every note joins the group whose mean vector it is closest to, so time and memory
@@ -32,6 +33,7 @@ from timbrescribe.notes import Note
 from timbrescribe.settings_file import JsonSettings
 
 ESTIMATION_METHODS = ("eigengap", "merge", "silhouette")
+MERGE_LINKAGES = ("average", "complete")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class ClusterSettings(JsonSettings):
 
     affinity_width: float = 0.25  # width of exp((cos - 1) / width)
     method: str = "merge"  # how K is estimated, one of ESTIMATION_METHODS
-    merge_threshold: float = 0.5  # "merge": average cosine distance at which groups stop merging
+    merge_threshold: float = 0.5  # "merge": cosine distance at which groups stop merging
+    merge_linkage: str = "average"  # "merge": distance between groups, one of MERGE_LINKAGES
     min_group_share: float = 0.05  # "merge": smallest share of the notes that counts as a group
     silhouette_floor: float = 0.1  # "silhouette": below this best silhouette, answer K = 1
     max_instruments: int = 6  # largest K the estimate may return
@@ -54,6 +57,8 @@ class ClusterSettings(JsonSettings):
     def __post_init__(self):
         if self.method not in ESTIMATION_METHODS:
             raise ValueError(f"method must be one of {ESTIMATION_METHODS}, got {self.method!r}")
+        if self.merge_linkage not in MERGE_LINKAGES:
+            raise ValueError(f"merge_linkage must be one of {MERGE_LINKAGES}, got {self.merge_linkage!r}")
         for name in ("affinity_width", "confidence_temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -133,7 +138,7 @@ def estimate_k(vectors: np.ndarray, settings: ClusterSettings, spectrum: Spectru
         # distance 1 from everything instead of undefined
         distance = np.clip(1.0 - vectors @ vectors.T, 0.0, 2.0)
         np.fill_diagonal(distance, 0.0)
-        tree = linkage(squareform(distance, checks=False), method="average")
+        tree = linkage(squareform(distance, checks=False), method=settings.merge_linkage)
         labels = fcluster(tree, t=settings.merge_threshold, criterion="distance")
         sizes = np.bincount(labels)
         groups = int((sizes >= max(settings.min_group_share * n, 1)).sum())

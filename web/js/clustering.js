@@ -125,11 +125,14 @@ export class Spectrum {
 }
 
 /**
- * Flat groups of an average-linkage tree over the distance matrix (n x n), cut at `threshold`:
- * two items share a group when the tree joins them at a distance of at most `threshold` (SciPy's
- * fcluster with the "distance" criterion). Built by the nearest-neighbour chain. Returns group ids.
+ * Flat groups of a linkage tree over the distance matrix (n x n), cut at `threshold`: two items
+ * share a group when the tree joins them at a distance of at most `threshold` (SciPy's fcluster
+ * with the "distance" criterion). `method`: "average" or "complete" (a group's distance to another
+ * is the mean, or the largest, of its items' distances). Built by the nearest-neighbour chain.
+ * Returns group ids.
  */
-export function averageLinkageGroups(distance, n, threshold) {
+export function linkageGroups(distance, n, threshold, method = "average") {
+  if (method !== "average" && method !== "complete") throw new Error(`unknown linkage: ${method}`);
   const d = Float64Array.from(distance);
   const size = new Float64Array(n).fill(1);
   const alive = new Uint8Array(n).fill(1);
@@ -168,12 +171,14 @@ export function averageLinkageGroups(distance, n, threshold) {
     }
     chain.length -= 2;
     if (best <= threshold) parent[find(x)] = find(y);
-    // merge x into y (Lance-Williams update for the average)
+    // merge x into y (Lance-Williams update)
     const sx = size[x];
     const sy = size[y];
     for (let i = 0; i < n; i++) {
       if (!alive[i] || i === x || i === y) continue;
-      const value = (sx * d[x * n + i] + sy * d[y * n + i]) / (sx + sy);
+      const value = method === "average"
+        ? (sx * d[x * n + i] + sy * d[y * n + i]) / (sx + sy)
+        : Math.max(d[x * n + i], d[y * n + i]);
       d[y * n + i] = value;
       d[i * n + y] = value;
     }
@@ -191,7 +196,7 @@ function mergeCount(vectors, settings, top) {
       distance[i * n + j] = i === j ? 0 : Math.min(2, Math.max(0, 1 - dot(vectors[i], vectors[j])));
     }
   }
-  const groups = averageLinkageGroups(distance, n, settings.merge_threshold);
+  const groups = linkageGroups(distance, n, settings.merge_threshold, settings.merge_linkage);
   const sizes = new Map();
   for (const g of groups) sizes.set(g, (sizes.get(g) || 0) + 1);
   const minimum = Math.max(settings.min_group_share * n, 1);
