@@ -1,8 +1,9 @@
 """Choose how notes are clustered into instruments (affinity width, K-estimation method and its
 threshold) on validation data only, and write weights/clustering.json with a record beside it.
 
-Validation data: the synthetic validation set (held-out soundfont, 1-4 parts) and TRIOS dev
-(full mixes and 2-/3-part sub-mixes from stems). Never a test set.
+Validation data: the synthetic validation sets (timbre sources that training never draws, 1-4
+parts; by default both `datasets/val` and `datasets/val-sampled`, pooled as one source) and TRIOS
+dev (full mixes and 2-/3-part sub-mixes from stems). Never a test set.
 
 1. Every excerpt is analysed once with the separation model (notes + per-note timbre vectors).
 2. The affinity width and the pitch weight are chosen by the separated note onset F with the true
@@ -30,6 +31,7 @@ import dataclasses
 import datetime
 import itertools
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -109,7 +111,8 @@ def mean_k_accuracy(result: dict) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="separation ONNX model to tune for")
-    parser.add_argument("--val", type=Path, default=ROOT / "datasets" / "val", help="synthetic validation set")
+    parser.add_argument("--val", type=Path, nargs="+", default=[ROOT / "datasets" / "val", ROOT / "datasets" / "val-sampled"],
+                        help="synthetic validation sets, pooled as one source (default: val and val-sampled)")
     parser.add_argument("--trios", type=Path, default=ROOT.parent / "shared" / "data" / "trios")
     parser.add_argument("--out", type=Path, default=TUNED_CLUSTERING_PATH, help="settings file to write")
     parser.add_argument("--threads", type=int, default=2)
@@ -118,7 +121,7 @@ def main() -> int:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    sources = {"synthetic-val": layout.excerpts(layout.read_dataset(args.val))}
+    sources = {"synthetic-val": [excerpt for path in args.val for excerpt in layout.excerpts(layout.read_dataset(path))]}
     if args.trios.is_dir():
         sources["trios"] = layout.excerpts(layout.read_dataset(args.trios), submixes=True)
     items = analysed_excerpts(sources, SeparationSession(args.model, threads=args.threads))
@@ -167,6 +170,7 @@ def main() -> int:
         "model": str(args.model), "model_fingerprint": model_fingerprint(args.model),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "sources": {source: len(excerpts) for source, excerpts in sources.items()},
+        "validation_sets": [os.path.relpath(path, ROOT) for path in args.val],
         "methods": args.methods, "chosen": chosen.to_dict(), "estimated_k": result, "oracle_k": oracle_chosen,
         "oracle_by_width_and_pitch_weight": {f"{w} {p}": result for (w, p), result in oracle.items()},
         "tried": [{"settings": s.to_dict(), **r} for s, r in tried],
