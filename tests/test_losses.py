@@ -149,3 +149,16 @@ def test_info_nce_memory_is_bounded_by_anchors_and_candidates():
     # 168,000 cells: a full N x N similarity would need 113 GB; the sampled one is 64 x 512
     loss = timbre_info_nce(embedding, rolls[None], torch.tensor([[True, True]]), 64, 512)
     assert torch.isfinite(loss)
+
+
+def test_register_balance_draws_each_octave_of_a_part_equally():
+    from timbrescribe.training.losses import _draw_weights
+
+    # part 0: 900 cells in octave 2 (rows 24-35), 100 in octave 5 (rows 60-71); part 1: 500 cells in one octave
+    owners = torch.tensor([0] * 1000 + [1] * 500)
+    rows = torch.tensor([30] * 900 + [65] * 100 + [40] * 500)
+    for balance, low_share in ((False, 0.9), (True, 0.5)):
+        weights = _draw_weights(owners, rows, balance)
+        part_totals = [weights[owners == p].sum().item() for p in (0, 1)]
+        assert part_totals == pytest.approx([1.0, 1.0])  # parts weigh the same either way
+        assert weights[:900].sum().item() == pytest.approx(low_share)

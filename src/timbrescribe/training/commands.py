@@ -100,6 +100,7 @@ class TimbreTrainConfig(_RunConfig):
     remix_gain_db: float = 6.0
     val_examples: int = 48
     time_stride: int = 1
+    register_balance: bool = False
 
 
 _TIMBRE_HELP = {
@@ -121,6 +122,8 @@ _TIMBRE_HELP = {
     "time_stride": "frames between the branch's computed embeddings: 1 (every frame, DESIGN.md §3) or 2 "
                    "(every other frame, held for two: half the cost); resume a run with the stride it "
                    "was started with",
+    "register_balance": "draw the loss's cells with equal weight per octave within each part too, so "
+                        "that a part's low and high notes meet as positives",
     "checkpoint_every": _HELP["checkpoint_every"],
     "time_limit": _HELP["time_limit"],
     "threads": _HELP["threads"],

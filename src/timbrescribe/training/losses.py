@@ -1,8 +1,11 @@
-"""Losses of the note branch (DESIGN.md §4): alpha-weighted binary focal loss on logits."""
+"""Training losses (DESIGN.md §4): the note branch's alpha-weighted binary focal loss on logits and
+the timbre branch's multi-positive InfoNCE over sampled cells."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from timbrescribe.constants import N_PITCHES
 
 FOCAL_GAMMA = 1.0
 FRAME_ALPHA = 0.2  # note head: target = sustain OR onset
@@ -75,6 +78,19 @@ def info_nce_from_labels(vectors: torch.Tensor, labels: torch.Tensor, n_anchors:
     return per_anchor.mean()
 
 
+def _draw_weights(owners: torch.Tensor, rows: torch.Tensor, register_balance: bool) -> torch.Tensor:
+    """Sampling weight of each single-owner cell: every part gets the same total weight, shared
+    equally among its cells, or with ``register_balance`` first among its octaves (pitch rows
+    // 12) and then among the cells of each octave."""
+    if not register_balance:
+        return 1.0 / torch.bincount(owners).to(torch.float32)[owners]
+    octaves = N_PITCHES // 12 + 1
+    group = owners * octaves + rows // 12
+    per_group = torch.bincount(group).to(torch.float32)
+    octaves_per_part = torch.bincount(torch.unique(group) // octaves).to(torch.float32)
+    return 1.0 / (per_group[group] * octaves_per_part[owners])
+
+
 def timbre_info_nce(
     embeddings: torch.Tensor,
     part_frames: torch.Tensor,
@@ -83,13 +99,17 @@ def timbre_info_nce(
     n_candidates: int = 1024,
     temperature: float = INFO_NCE_TEMPERATURE,
     generator: torch.Generator | None = None,
+    register_balance: bool = False,
 ) -> torch.Tensor:
     """Mean multi-positive InfoNCE over the clips of a batch (DESIGN.md §4).
 
     ``embeddings`` (B, d, pitches, T) unit vectors, ``part_frames`` (B, parts, pitches, T),
     ``part_mask`` (B, parts). Per clip, up to ``n_candidates`` single-owner cells are drawn with
     equal total weight per part (a quiet part with few notes counts as much as a busy one); the
-    first ``n_anchors`` of them are anchors. Positives share the anchor's part. Clips with fewer
+    first ``n_anchors`` of them are anchors. With ``register_balance`` each part's weight is also
+    shared equally among the octaves its cells lie in, so that a part's rare low or high notes are
+    drawn as often as its usual register and meet the rest of the part as positives (an
+    instrument must not split by register). Positives share the anchor's part. Clips with fewer
     than two sounding parts carry no contrast and are skipped; zero (with a gradient path) when
     no clip qualifies."""
     losses = []
@@ -97,8 +117,7 @@ def timbre_info_nce(
         cells, owners = single_owner_cells(part_frames[clip], part_mask[clip])
         if owners.numel() < 2 or owners.unique().numel() < 2:
             continue
-        per_part = torch.bincount(owners).to(torch.float32)
-        weights = 1.0 / per_part[owners]
+        weights = _draw_weights(owners, cells[0], register_balance)
         chosen = torch.multinomial(weights, min(n_candidates, owners.numel()), replacement=False,
                                    generator=generator)
         vectors = embeddings[clip][:, cells[0, chosen], cells[1, chosen]].T.float()

@@ -44,7 +44,7 @@ def train_step(model: TimbreBranch, frontend: Frontend, optimizer, batch: dict, 
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
         embeddings = model(spectrum)
     loss = timbre_info_nce(embeddings.float(), batch["frame"], batch["part_mask"], config.anchors,
-                           config.candidates, config.temperature, generator)
+                           config.candidates, config.temperature, generator, config.register_balance)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
