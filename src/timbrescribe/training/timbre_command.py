@@ -6,7 +6,7 @@ from pathlib import Path
 
 from timbrescribe.training.commands import add_timbre_arguments, run_timbre
 
-DEFAULT_NOTE_MODEL = Path(__file__).resolve().parents[3] / "checkpoints" / "agnostic" / "last.pt"
+DEFAULT_NOTE_MODEL = Path(__file__).resolve().parents[3] / "checkpoints" / "agnostic-published-sampled" / "calibrated.pt"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
