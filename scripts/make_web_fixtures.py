@@ -191,11 +191,12 @@ def chunks_fixture() -> dict:
     """Chunk spans of the two-pass runtime for files of several lengths, per model (as
     AgnosticSession.activations lays them out)."""
     cases = []
+    contexts = {session: session().context_frames for session in (AgnosticSession, SeparationSession)}
     for session in (AgnosticSession, SeparationSession):
         for n_samples in (1, 255, 256, 257, 22050, 330750, 600 * SAMPLE_RATE, 600 * SAMPLE_RATE + 1, 1800 * SAMPLE_RATE + 77):
             short = n_samples <= SHORT_FILE_SECONDS * SAMPLE_RATE
             seconds = SHORT_FILE_CHUNK_SECONDS if short else session.chunk_seconds
-            spans = list(chunk_spans(n_frames(n_samples), chunk_frames(seconds)))
+            spans = list(chunk_spans(n_frames(n_samples), chunk_frames(seconds), contexts[session]))
             cases.append({"model": session.default_model_path.stem, "n_samples": n_samples,
                           "first_spans": [list(span) for span in spans[:3]],
                           "last_span": list(spans[-1]), "count": len(spans)})

@@ -2,6 +2,7 @@
 
 Exporting takes 20-40 s on the shared CPUs, so the tests that need an exported model are slow.
 """
+import json
 import subprocess
 import sys
 
@@ -246,6 +247,28 @@ def test_separation_export_matches_torch_and_chunking(tmp_path, time_stride):
     chunked = CellStore(0.0)
     session.activations(audio, chunk_seconds=2.0, cells=chunked)
     np.testing.assert_allclose(chunked.pool(notes, 12), store.pool(notes, 12), atol=2e-3)
+
+
+@pytest.mark.slow
+def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_pass(tmp_path):
+    from timbrescribe.export import card_path_for
+    from timbrescribe.model import FrameContext
+
+    torch.manual_seed(4)
+    model = AgnosticModel("temporal").eval()
+    with torch.no_grad():  # a trained-like refinement instead of the zero start
+        model.note_branch.frame_context.out.weight.normal_(0.0, 0.5)
+    network, _ = export_agnostic_onnx(model, tmp_path / "agnostic.onnx")
+    session = AgnosticSession(network, threads=1)
+    expected = CONTEXT_FRAMES + FrameContext.REACH
+    assert session.context_frames == expected == json.loads(card_path_for(network).read_text())["context_frames"]
+    assert expected % CHUNK_FRAME_MULTIPLE == 0
+    audio = _music(12.0, seed=5)
+    whole = session.activations(audio, chunk_seconds=100.0)
+    with torch.no_grad():
+        np.testing.assert_allclose(whole[1], model(torch.from_numpy(audio)[None])[1][0].numpy(), atol=1e-5)
+    for maps, whole_map in zip(session.activations(audio, chunk_seconds=1.5), whole):
+        np.testing.assert_allclose(maps, whole_map, atol=1e-5)
 
 
 def test_a_streamed_file_gives_the_maps_and_cells_of_its_samples(tmp_path):

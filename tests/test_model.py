@@ -26,6 +26,30 @@ def test_trainable_parameter_count(model):
     assert count_trainable_parameters(model) == 18970 <= 20000
     # the harmonic-aggregation layout: 21,918 + 2, within issue 7's bound of 30k
     assert count_trainable_parameters(AgnosticModel("harmonic")) == 21920 <= 30000
+    # the temporal layout: the published one + FrameContext's 1,329
+    temporal = AgnosticModel("temporal")
+    assert count_trainable_parameters(temporal.note_branch.frame_context) == 1329
+    assert count_trainable_parameters(temporal) == 20299 <= 30000
+
+
+def test_frame_context_starts_as_the_identity_and_reaches_40_frames():
+    torch.manual_seed(2)
+    published, temporal = AgnosticModel().eval(), AgnosticModel("temporal").eval()
+    temporal.load_state_dict(published.state_dict(), strict=False)
+    audio = _audio(1, 20000, seed=3)
+    with torch.no_grad():
+        for before, after in zip(published.logits(audio), temporal.logits(audio)):
+            torch.testing.assert_close(after, before)
+    context = temporal.note_branch.frame_context
+    with torch.no_grad():
+        context.out.weight.fill_(1.0)
+        onset = torch.full((1, N_PITCHES, 201), -5.0)
+        note = onset.clone()
+        note[0, 10, 100] = 5.0  # one confident cell
+        changed = (context(onset, note) - context(onset, onset.clone())).abs() > 0
+    reached = changed[0, 10].nonzero().flatten()
+    assert reached.min() == 60 and reached.max() == 140  # ±40 frames
+    assert not changed[0, [9, 11]].any()  # rows are refined independently
 
 
 def test_unknown_layout_is_refused():
@@ -33,7 +57,7 @@ def test_unknown_layout_is_refused():
         NoteBranch("dense")
 
 
-@pytest.mark.parametrize("layout", ["published", "harmonic"])
+@pytest.mark.parametrize("layout", ["published", "harmonic", "temporal"])
 def test_weights_load_into_the_layout_they_were_saved_from(layout, tmp_path):
     torch.manual_seed(1)
     saved = AgnosticModel(layout).eval()
@@ -114,7 +138,7 @@ def test_stride3_heads_centre_row_k_on_stacked_bin_3k_plus_1(head):
             assert torch.nonzero(out).flatten().tolist() == [k]
 
 
-@pytest.mark.parametrize("layout", ["published", "harmonic"])
+@pytest.mark.parametrize("layout", ["published", "harmonic", "temporal"])
 def test_note_branch_shapes(layout):
     onset, note = NoteBranch(layout).eval()(torch.randn(2, N_HARMONICS, N_STACKED_BINS, 7))
     assert onset.shape == note.shape == (2, N_PITCHES, 7)

@@ -15,7 +15,7 @@ from timbrescribe.cli import main
 from timbrescribe.constants import FRAME_RATE
 from timbrescribe.evaluation.metrics import score_notes, score_separated
 from timbrescribe.export import card_path_for
-from timbrescribe.inference import DEFAULT_MODEL_PATH, SEPARATION_MODEL_PATH, energy_model_path
+from timbrescribe.inference import DEFAULT_MODEL_PATH, SEPARATION_MODEL_PATH, AgnosticSession, energy_model_path
 from timbrescribe.notes import Note
 from timbrescribe.transcription import TUNED_CLUSTERING_PATH, TUNED_DECODER_PATH
 
@@ -64,6 +64,7 @@ def test_model_cards_match_the_graphs(network):
     assert card["outputs"] == [o.name for o in graph.output] and list(card["inputs"]) == [i.name for i in graph.input]
     assert (card["sample_rate"], card["hop"], card["midi_min"], card["n_pitches"]) == (SAMPLE_RATE, HOP, MIDI_MIN, N_PITCHES)
     assert card["energy"] == energy_model_path(network).name and (PACKAGE / "weights" / card["decoder_settings"]).is_file()
+    assert card["context_frames"] == AgnosticSession(network, threads=1).context_frames
     if "embedding" in card["outputs"]:
         assert (PACKAGE / "weights" / card["clustering_settings"]).is_file()
 

@@ -160,8 +160,14 @@ def test_command_rejects_bad_inputs(tmp_path):
         commands.config_from_args(_parse([*base, "--steps", "0"]))
     with pytest.raises(UserError, match="resume"):
         commands.config_from_args(_parse([*base, "--resume", str(tmp_path / "last.pt")]))
-    with pytest.raises(UserError, match="--layout must be one of published, harmonic"):
+    with pytest.raises(UserError, match="--layout must be one of published, harmonic, temporal"):
         commands.config_from_args(_parse([*base, "--layout", "dense"]))
+    with pytest.raises(UserError, match="--select must be one of note, note\\+frame"):
+        commands.config_from_args(_parse([*base, "--select", "frame"]))
+    with pytest.raises(UserError, match="--freeze-init needs --init"):
+        commands.config_from_args(_parse([*base, "--freeze-init"]))
+    with pytest.raises(UserError, match="weights to start from not found"):
+        commands.config_from_args(_parse([*base, "--init", str(tmp_path / "best.pt")]))
 
 
 # ---------------------------------------------------------------- real model + rendered smoke data
@@ -233,6 +239,27 @@ def test_cli_trains_the_harmonic_layout(smoke_data, tmp_path):
     out = tmp_path / "run"
     assert _train(smoke_data, out, "--steps", "2", "--layout", "harmonic") == 0
     assert load_agnostic_model(out / "best.pt").note_branch.layout == "harmonic"
+
+
+def test_cli_trains_only_the_parts_a_layout_adds_to_init_weights(smoke_data, tmp_path, capsys):
+    published = tmp_path / "published"
+    assert _train(smoke_data, published, "--steps", "2") == 0
+    start = load_agnostic_model(published / "best.pt").state_dict()
+    out = tmp_path / "temporal"
+    assert _train(smoke_data, out, "--steps", "2", "--layout", "temporal", "--init", str(published / "best.pt"),
+                  "--freeze-init", "--select", "note+frame", "--lr", "0.01") == 0
+    trained = load_agnostic_model(out / "last.pt").state_dict()
+    assert load_agnostic_model(out / "best.pt").note_branch.layout == "temporal"
+    for name, value in start.items():  # weights and batch-norm statistics stay as they were
+        torch.testing.assert_close(trained[name], value, rtol=0, atol=0, msg=name)
+    assert trained["note_branch.frame_context.out.weight"].abs().sum() > 0  # starts at zero, trained
+    assert "validation note F + frame F" in capsys.readouterr().out
+
+    assert _train(smoke_data, tmp_path / "back", "--steps", "1", "--init", str(out / "best.pt")) == 2
+    assert "weights of another layout (holds note_branch.frame_context" in capsys.readouterr().err
+    assert _train(smoke_data, tmp_path / "same", "--steps", "1", "--init", str(published / "best.pt"),
+                  "--freeze-init") == 2
+    assert "holds every parameter of the layout; nothing to train" in capsys.readouterr().err
 
 
 @pytest.mark.slow

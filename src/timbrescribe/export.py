@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from timbrescribe.frontend import CQT, frame_energy, log_scale_from_moments
-from timbrescribe.inference import energy_model_path
-from timbrescribe.model import AgnosticModel, SeparationModel
+from timbrescribe.inference import CONTEXT_FRAMES, CONTEXT_METADATA_KEY, energy_model_path
+from timbrescribe.model import AgnosticModel, FrameContext, SeparationModel
 from timbrescribe.outputs import atomic_path
 
 _EXAMPLE_SAMPLES = 30000
@@ -56,8 +56,16 @@ def export_separation_onnx(model: SeparationModel, path: str | Path) -> tuple[Pa
     return _export(model, model.agnostic.frontend.cqt, ["onset", "frame", "embedding"], path)
 
 
+def context_frames(model: AgnosticModel | SeparationModel) -> int:
+    """Frames of context the chunks of ``model``'s graph need on each side (inference.CONTEXT_FRAMES,
+    plus what a FrameContext adds)."""
+    note_branch = (model.agnostic if isinstance(model, SeparationModel) else model).note_branch
+    return CONTEXT_FRAMES + (FrameContext.REACH if note_branch.layout == "temporal" else 0)
+
+
 def _export(model: nn.Module, cqt: CQT, outputs: list[str], path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
+    context = context_frames(model)
     was_training = model.training
     model.eval()
     try:
@@ -65,20 +73,21 @@ def _export(model: nn.Module, cqt: CQT, outputs: list[str], path: str | Path) ->
         audio = torch.zeros(2, _EXAMPLE_SAMPLES)
         moments = torch.ones(2, 3)
         network = _NetworkGraph(model).eval()
-        _write_onnx(network, (audio, moments), ["audio", "energy_moments"], outputs, path)
+        _write_onnx(network, (audio, moments), ["audio", "energy_moments"], outputs, path,
+                    {CONTEXT_METADATA_KEY: str(context)})
         energy_path = energy_model_path(path)
         _write_onnx(_EnergyGraph(cqt).eval(), (audio,), ["audio"], ["energy"], energy_path)
     finally:
         model.train(was_training)
-    write_model_card(path, outputs)
+    write_model_card(path, outputs, context)
     return path, energy_path
 
 
-def write_model_card(network_path: str | Path, outputs: list[str]) -> Path:
-    """Write model_card(network_path, outputs) beside the graph (card_path_for); returns its path."""
+def write_model_card(network_path: str | Path, outputs: list[str], context: int = CONTEXT_FRAMES) -> Path:
+    """Write model_card(network_path, outputs, context) beside the graph (card_path_for); returns its path."""
     card_path = card_path_for(network_path)
     with atomic_path(card_path) as temporary:
-        temporary.write_text(json.dumps(model_card(network_path, outputs), indent=1) + "\n")
+        temporary.write_text(json.dumps(model_card(network_path, outputs, context), indent=1) + "\n")
     return card_path
 
 
@@ -87,11 +96,12 @@ def card_path_for(network_path: str | Path) -> Path:
     return Path(network_path).with_suffix(".card.json")
 
 
-def model_card(network_path: str | Path, outputs: list[str]) -> dict:
-    """The constants and names a runtime needs to run an exported model the way inference.py does."""
+def model_card(network_path: str | Path, outputs: list[str], context: int = CONTEXT_FRAMES) -> dict:
+    """The constants and names a runtime needs to run an exported model the way inference.py does
+    (``context``: its chunks' context frames, context_frames(model))."""
     from timbrescribe import constants
     from timbrescribe.inference import (
-        CHUNK_FRAME_MULTIPLE, CONTEXT_FRAMES, DEFAULT_CHUNK_SECONDS, SEPARATION_CHUNK_SECONDS, SHORT_FILE_CHUNK_SECONDS, SHORT_FILE_SECONDS,
+        CHUNK_FRAME_MULTIPLE, DEFAULT_CHUNK_SECONDS, SEPARATION_CHUNK_SECONDS, SHORT_FILE_CHUNK_SECONDS, SHORT_FILE_SECONDS,
     )
     from timbrescribe.transcription import CELL_FLOOR_RATIO, TUNED_CLUSTERING_PATH, TUNED_DECODER_PATH
 
@@ -108,7 +118,7 @@ def model_card(network_path: str | Path, outputs: list[str]) -> dict:
         "hop": constants.HOP,
         "midi_min": constants.MIDI_MIN,
         "n_pitches": constants.N_PITCHES,
-        "context_frames": CONTEXT_FRAMES,
+        "context_frames": context,
         "chunk_frame_multiple": CHUNK_FRAME_MULTIPLE,
         "chunk_seconds": SEPARATION_CHUNK_SECONDS if "embedding" in outputs else DEFAULT_CHUNK_SECONDS,
         "short_file_seconds": SHORT_FILE_SECONDS,
@@ -122,9 +132,11 @@ def model_card(network_path: str | Path, outputs: list[str]) -> dict:
 
 
 def _write_onnx(
-    module: nn.Module, args: tuple, input_names: list[str], output_names: list[str], path: Path
+    module: nn.Module, args: tuple, input_names: list[str], output_names: list[str], path: Path,
+    metadata: dict[str, str] | None = None,
 ) -> None:
-    """Export with dynamic batch and sample count, check, and write atomically (outputs.atomic_path)."""
+    """Export with dynamic batch and sample count, add ``metadata`` to the graph's metadata, check,
+    and write atomically (outputs.atomic_path)."""
     import onnx
 
     batch, samples = torch.export.Dim("batch", min=1), torch.export.Dim("samples", min=1)
@@ -142,6 +154,8 @@ def _write_onnx(
             verbose=False,
         )
     proto = program.model_proto
+    if metadata:
+        onnx.helper.set_model_props(proto, metadata)
     onnx.checker.check_model(proto, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:

@@ -45,6 +45,9 @@ SHORT_FILE_CHUNK_SECONDS = 15.0
 # 7 half-band stages add ±2032 samples (±8 frames), and the network's convolutions ±9 frames
 # (±17 for a timbre branch at time stride 2).
 CONTEXT_FRAMES = 96
+# A network that reaches further in time (the "temporal" layout's FrameContext) states the
+# context it needs under this key of its ONNX metadata (export.py); without it, CONTEXT_FRAMES.
+CONTEXT_METADATA_KEY = "context_frames"
 # Chunks keep a multiple of this many frames, so that with CONTEXT_FRAMES (a multiple too) every
 # chunk starts on an even frame: a timbre branch at time stride 2 computes the file's even frames
 # whichever chunk it runs in (model.TimbreBranch).
@@ -70,13 +73,13 @@ def chunk_frames(seconds: float) -> int:
     return CHUNK_FRAME_MULTIPLE * max(1, round(seconds * FRAME_RATE / CHUNK_FRAME_MULTIPLE))
 
 
-def chunk_spans(total_frames: int, chunk_frames: int) -> Iterator[Span]:
+def chunk_spans(total_frames: int, chunk_frames: int, context: int = CONTEXT_FRAMES) -> Iterator[Span]:
     """(first, end) frames computed and (keep_first, keep_end) frames kept, per chunk: the kept
-    ranges tile [0, total_frames); each computed range adds up to CONTEXT_FRAMES on both sides."""
+    ranges tile [0, total_frames); each computed range adds up to ``context`` frames on both sides."""
     for keep_first in range(0, total_frames, chunk_frames):
         keep_end = min(total_frames, keep_first + chunk_frames)
-        first = max(0, keep_first - CONTEXT_FRAMES)
-        end = min(total_frames, keep_end + CONTEXT_FRAMES)
+        first = max(0, keep_first - context)
+        end = min(total_frames, keep_end + context)
         yield first, end, keep_first, keep_end
 
 
@@ -119,6 +122,8 @@ class AgnosticSession:
             raise UserError(f"{network_path}: not a timbrescribe model (outputs {self.output_names}, "
                             f"missing {sorted(missing)})")
         self.has_embeddings = EMBEDDING_OUTPUT in self.output_names
+        metadata = self.network.get_modelmeta().custom_metadata_map
+        self.context_frames = int(metadata.get(CONTEXT_METADATA_KEY, CONTEXT_FRAMES))
         self._shrink_arena = onnxruntime.RunOptions()
         self._shrink_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
@@ -144,7 +149,7 @@ class AgnosticSession:
         short = len(audio) <= SHORT_FILE_SECONDS * SAMPLE_RATE
         if chunk_seconds is None:
             chunk_seconds = SHORT_FILE_CHUNK_SECONDS if short else self.chunk_seconds
-        spans = list(chunk_spans(n_frames(len(audio)), chunk_frames(chunk_seconds)))
+        spans = list(chunk_spans(n_frames(len(audio)), chunk_frames(chunk_seconds), self.context_frames))
 
         def report(done: int) -> None:
             if progress is not None:

@@ -50,6 +50,31 @@ class HarmonicAggregation(nn.Module):
         return hidden + self.mix(harmonic_stack(self.project(hidden), DEPTH_HARMONIC_SHIFTS))
 
 
+class FrameContext(nn.Module):
+    """Refines the frame logits of every pitch row from that row's onset and frame probabilities
+    over ±REACH frames (±0.46 s): three dilated convolutions along time, shared by all rows, whose
+    output is added to the frame logits. The convolutions before it see ±9 frames, too little to
+    tell a held note's quiet decay from a released one; this sees the onset and the decay before.
+    The last layer starts at zero, so a model extended with it gives the maps it gave before."""
+
+    REACH = 40  # frames each way: 4 x 2 + 4 x 4 + 4 x 4
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(2, channels, (1, 9), padding=(0, 8), dilation=(1, 2)), nn.ReLU(),
+            nn.Conv2d(channels, channels, (1, 9), padding=(0, 16), dilation=(1, 4)), nn.ReLU(),
+            nn.Conv2d(channels, channels, (1, 9), padding=(0, 16), dilation=(1, 4)), nn.ReLU(),
+        )
+        self.out = nn.Conv2d(channels, 1, (1, 1))
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, onset_logits: torch.Tensor, note_logits: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.sigmoid(torch.stack([onset_logits, note_logits], dim=1))
+        return note_logits + self.out(self.layers(probabilities)).squeeze(1)
+
+
 class NoteBranch(nn.Module):
     """Harmonic stack (B, 8, 252, T) -> (onset logits, note logits), each (B, 84, T).
 
@@ -58,6 +83,8 @@ class NoteBranch(nn.Module):
     the first and after the last 16-channel layer), a 3x3 conv making the residual onto the input
     stack (21,918 parameters); its ONNX graph takes 1.48x the published one's one-thread CPU time
     (scripts/bench_agnostic.py): the stacking at depth is data movement (pad, slice, concat).
+    "temporal": the published layout whose frame logits FrameContext refines (+1,329 parameters;
+    its graphs need 40 more frames of chunk context: export.context_frames).
 
     The stride-3 heads put output row k on stacked bin 3k+1 (MIDI 24+k): a kernel of odd height h
     centred there starts at 3k+1-h//2, i.e. symmetric frequency padding h//2 - 1, giving 84 rows.
@@ -69,7 +96,7 @@ class NoteBranch(nn.Module):
             raise ValueError(f"unknown note branch layout {layout!r} (known: {', '.join(NOTE_LAYOUTS)})")
         self.layout = layout
         self.expand = nn.Sequential(_conv_bn(N_HARMONICS, 16, (5, 5), padding=(2, 2)), nn.LeakyReLU(0.01))
-        if layout == "published":
+        if layout != "harmonic":
             # 25 taps dilated by 3 bins span ±36 bins: one octave each way.
             self.octave_context = _conv_bn(16, N_HARMONICS, (25, 3), padding=(36, 1), dilation=(3, 1))
         else:
@@ -82,9 +109,11 @@ class NoteBranch(nn.Module):
             _conv_bn(16, 7, (7, 3), stride=(3, 1), padding=(3 - 1, 1)), nn.ReLU()
         )
         self.onset_head = nn.Conv2d(8, 1, (3, 5), padding=(1, 2))
+        if layout == "temporal":
+            self.frame_context = FrameContext()
 
     def forward(self, stacked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.layout == "published":
+        if self.layout != "harmonic":
             hidden = torch.relu(self.octave_context(self.expand(stacked)) + stacked)
             hidden = self.features(hidden)
         else:
@@ -93,8 +122,11 @@ class NoteBranch(nn.Module):
             hidden = self.harmonics_late(self.features(hidden))
         note_logits = self.note_head(hidden)
         onset_input = torch.cat([self.onset_features(hidden), torch.sigmoid(note_logits)], dim=1)
-        onset_logits = self.onset_head(onset_input)
-        return onset_logits.squeeze(1), note_logits.squeeze(1)
+        onset_logits = self.onset_head(onset_input).squeeze(1)
+        note_logits = note_logits.squeeze(1)
+        if self.layout == "temporal":
+            note_logits = self.frame_context(onset_logits, note_logits)
+        return onset_logits, note_logits
 
 
 class AgnosticModel(nn.Module):
@@ -245,7 +277,7 @@ def count_trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _read_weights(path: str | Path) -> dict:
+def read_weights(path: str | Path) -> dict:
     """The state dict at ``path``: a plain one (torch.save) or a training checkpoint's (last.pt,
     whose "model" entry holds it)."""
     path = Path(path)
@@ -255,11 +287,18 @@ def _read_weights(path: str | Path) -> dict:
     return dict(state["model"] if "optimizer" in state else state)
 
 
+def weights_layout(state: dict) -> str:
+    """The note branch layout (NOTE_LAYOUTS) of an AgnosticModel state dict."""
+    if "note_branch.frame_context.out.weight" in state:
+        return "temporal"
+    return "published" if "note_branch.octave_context.0.weight" in state else "harmonic"
+
+
 def load_agnostic_model(path: str | Path) -> AgnosticModel:
     """An AgnosticModel in eval mode with the state dict saved at ``path`` (torch.save), of the
     note branch layout those weights have."""
-    state = _read_weights(path)
-    layout = "published" if "note_branch.octave_context.0.weight" in state else "harmonic"
+    state = read_weights(path)
+    layout = weights_layout(state)
     # Weights saved by training are uncalibrated: the calibration is fitted afterwards.
     state.setdefault("onset_calibration", torch.tensor(IDENTITY_CALIBRATION))
     model = AgnosticModel(layout)
@@ -270,7 +309,7 @@ def load_agnostic_model(path: str | Path) -> AgnosticModel:
 def load_timbre_branch(path: str | Path) -> TimbreBranch:
     """A TimbreBranch in eval mode with the state dict saved at ``path`` (torch.save), at the frame
     stride stored with it (weights saved before strides existed run at every frame)."""
-    state = _read_weights(path)
+    state = read_weights(path)
     state.setdefault("time_stride", torch.tensor(1))
     branch = TimbreBranch(int(state["time_stride"]))
     branch.load_state_dict(state)

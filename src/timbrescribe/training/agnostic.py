@@ -3,7 +3,9 @@
 Training runs by steps: batches of random clips (several data directories mixed by weight), focal
 losses, AdamW with gradient clipping, ReduceLROnPlateau on the validation note F. Validation uses
 fixed crops of the val set and scores decoded notes with mir_eval. ``last.pt`` holds everything
-needed to resume; ``best.pt`` holds the model weights of the best validation note F.
+needed to resume; ``best.pt`` holds the model weights of the best validation score (note F, or
+note F + frame F). A run can start from trained weights (``init``), and train only the parameters
+those lack (``freeze_init``: a new layout's added parts on a trained model).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 
 from timbrescribe.constants import HOP
 from timbrescribe.decode import DecoderSettings, decode_notes
+from timbrescribe.errors import UserError
 from timbrescribe.evaluation.metrics import frame_scores, note_scores
 from timbrescribe.notes import Note
 from timbrescribe.training.commands import TrainConfig
@@ -108,6 +111,10 @@ def train_step(model, optimizer, batch: dict, noise: float, grad_clip: float, bf
     the losses, weights and optimiser stay float32.
     """
     model.train()
+    for module in model.modules():  # frozen parts (start_from(freeze=True)) keep their statistics
+        parameters = list(module.parameters())
+        if parameters and not any(p.requires_grad for p in parameters):
+            module.eval()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         onset_logits, frame_logits = model.logits(add_noise(batch["audio"], noise))
     losses = note_losses(
@@ -117,7 +124,7 @@ def train_step(model, optimizer, batch: dict, noise: float, grad_clip: float, bf
     )
     optimizer.zero_grad(set_to_none=True)
     losses["total"].backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
     optimizer.step()
     return {name: value.item() for name, value in losses.items()}
 
@@ -192,6 +199,25 @@ def clip_scores(onset_ref: np.ndarray, frame_ref: np.ndarray, estimate: list[Not
 # ---------------------------------------------------------------------------- the loop
 
 
+def start_from(model, path: Path, freeze: bool) -> None:
+    """Load the note-model weights at ``path`` into ``model``; the parameters they lack keep their
+    fresh values. ``freeze``: only those are trained afterwards. UserError when the weights hold
+    parameters ``model`` lacks, or no parameter is left to train."""
+    from timbrescribe.model import read_weights
+
+    state = read_weights(path)
+    state.pop("onset_calibration", None)  # fitted after training: a run trains uncalibrated
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise UserError(f"{path}: weights of another layout (holds {', '.join(unexpected[:3])}, ...)")
+    fresh = {name for name in missing if name != "onset_calibration"}
+    if freeze:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in fresh)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise UserError(f"--freeze-init: {path} holds every parameter of the layout; nothing to train")
+
+
 def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
     """Train (or resume) until ``config.steps`` or the time limit; returns where best.pt is."""
     from timbrescribe.model import AgnosticModel
@@ -201,7 +227,10 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     model = AgnosticModel(config.layout)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.init:
+        start_from(model, Path(config.init), config.freeze_init)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)
     resume_from = Path(config.resume) if config.resume else out / LAST_CHECKPOINT
@@ -215,9 +244,10 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
 
     def validate_and_log() -> None:
         scores = validate(model, val, config.batch_size)
-        scheduler.step(scores["val_note_f"])
-        if scores["val_note_f"] > progress.best_note_f:
-            progress.best_note_f = scores["val_note_f"]
+        selected = scores["val_note_f"] + (scores["val_frame_f"] if config.select == "note+frame" else 0.0)
+        scheduler.step(selected)
+        if selected > progress.best_note_f:
+            progress.best_note_f = selected
             save_atomically(model.state_dict(), out / BEST_WEIGHTS)
         means = {key: float(np.mean([losses[key] for losses in window])) if window else float("nan")
                  for key in ("total", "onset", "frame")}

@@ -42,11 +42,18 @@ class _RunConfig:
     resume: str | None = None
 
 
+# The validation scores --select can follow (TrainConfig.select).
+SELECT_SCORES = ("note", "note+frame")
+
+
 @dataclass
 class TrainConfig(_RunConfig):
     """Every option of a note-model training run (stored in last.pt)."""
 
     layout: str = "published"
+    init: str = ""
+    freeze_init: bool = False
+    select: str = "note"
     curriculum_steps: int = 0
     start_clip_frames: int = 172
     lr_factor: float = 0.5
@@ -60,7 +67,13 @@ _HELP = {
     "batch_size": "clips per step",
     "clip_frames": "clip length in frames (86.13 frames/s; 430 = 5 s)",
     "layout": "note branch layout: published (DESIGN.md §3) or harmonic (harmonic aggregation at two "
-              "depths); resume a run with the layout it was started with",
+              "depths) or temporal (published + a refinement of the frame logits over ±0.46 s); resume a "
+              "run with the layout it was started with",
+    "init": "start a new run from these note-model weights (best.pt, calibrated.pt); parameters of "
+            "--layout that they lack start fresh (empty = random start)",
+    "freeze_init": "train only the parameters --init lacks; the others, batch-norm statistics included, stay fixed",
+    "select": "what best.pt and the learning-rate schedule follow on validation: note (note onset F) "
+              "or note+frame (note onset F + frame F)",
     "curriculum_steps": "ramp the clip length linearly from --start-clip-frames to --clip-frames over "
                         "this many steps (0 = no curriculum)",
     "start_clip_frames": "clip length at step 0 when --curriculum-steps > 0",
@@ -184,6 +197,12 @@ def _check(config) -> None:
         raise UserError("--num-workers, --curriculum-steps and --time-limit must not be negative")
     if getattr(config, "layout", NOTE_LAYOUTS[0]) not in NOTE_LAYOUTS:
         raise UserError(f"--layout must be one of {', '.join(NOTE_LAYOUTS)}, got {config.layout!r}")
+    if getattr(config, "select", SELECT_SCORES[0]) not in SELECT_SCORES:
+        raise UserError(f"--select must be one of {', '.join(SELECT_SCORES)}, got {config.select!r}")
+    if getattr(config, "freeze_init", False) and not config.init:
+        raise UserError("--freeze-init needs --init")
+    if getattr(config, "init", "") and not Path(config.init).is_file():
+        raise UserError(f"weights to start from not found: {config.init}")
     if getattr(config, "time_stride", TIMBRE_TIME_STRIDES[0]) not in TIMBRE_TIME_STRIDES:
         raise UserError(f"--time-stride must be one of {', '.join(map(str, TIMBRE_TIME_STRIDES))}, "
                         f"got {config.time_stride}")
@@ -249,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
         result = train(config)
     status = "stopped at the time limit" if result.stopped_by_time_limit else "finished"
     print(f"training {status} at step {result.step}")
-    print(f"best model: {result.best_path} (validation note onset F {result.best_note_f:.4f})")
+    score = "note F + frame F" if config.select == "note+frame" else "note onset F"
+    print(f"best model: {result.best_path} (validation {score} {result.best_note_f:.4f})")
     if args.export_onnx:
         from timbrescribe.export import export_agnostic_onnx
         from timbrescribe.model import load_agnostic_model
