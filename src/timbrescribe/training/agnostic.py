@@ -124,7 +124,7 @@ def train_step(model, optimizer, batch: dict, noise: float, grad_clip: float, bf
     )
     optimizer.zero_grad(set_to_none=True)
     losses["total"].backward()
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # frozen parameters have no gradient
     optimizer.step()
     return {name: value.item() for name, value in losses.items()}
 
@@ -210,10 +210,9 @@ def start_from(model, path: Path, freeze: bool) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
         raise UserError(f"{path}: weights of another layout (holds {', '.join(unexpected[:3])}, ...)")
-    fresh = {name for name in missing if name != "onset_calibration"}
     if freeze:
         for name, parameter in model.named_parameters():
-            parameter.requires_grad_(name in fresh)
+            parameter.requires_grad_(name in missing)
         if not any(p.requires_grad for p in model.parameters()):
             raise UserError(f"--freeze-init: {path} holds every parameter of the layout; nothing to train")
 
