@@ -260,7 +260,7 @@ def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_p
         model.note_branch.frame_context.out.weight.normal_(0.0, 0.5)
     network, _ = export_agnostic_onnx(model, tmp_path / "agnostic.onnx")
     session = AgnosticSession(network, threads=1)
-    expected = CONTEXT_FRAMES + FrameContext.REACH
+    expected = 77 + 9 + FrameContext.REACH  # the front end, the note branch's convolutions, FrameContext
     assert session.context_frames == expected == json.loads(card_path_for(network).read_text())["context_frames"]
     assert expected % CHUNK_FRAME_MULTIPLE == 0
     audio = _music(12.0, seed=5)

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from timbrescribe.frontend import CQT, frame_energy, log_scale_from_moments
-from timbrescribe.inference import CONTEXT_FRAMES, CONTEXT_METADATA_KEY, energy_model_path
+from timbrescribe.inference import (
+    CONTEXT_FRAMES, CONTEXT_METADATA_KEY, FRONT_END_REACH_FRAMES, NOTE_BRANCH_REACH_FRAMES, energy_model_path,
+)
 from timbrescribe.model import AgnosticModel, FrameContext, SeparationModel
 from timbrescribe.outputs import atomic_path
 
@@ -57,10 +59,13 @@ def export_separation_onnx(model: SeparationModel, path: str | Path) -> tuple[Pa
 
 
 def context_frames(model: AgnosticModel | SeparationModel) -> int:
-    """Frames of context the chunks of ``model``'s graph need on each side (inference.CONTEXT_FRAMES,
-    plus what a FrameContext adds)."""
+    """Frames of context the chunks of ``model``'s graph need on each side: inference.CONTEXT_FRAMES,
+    or for a note branch with a FrameContext, exactly what its frames reach (the front end, the
+    note branch's convolutions and the FrameContext: 126, which also covers a timbre branch)."""
     note_branch = (model.agnostic if isinstance(model, SeparationModel) else model).note_branch
-    return CONTEXT_FRAMES + (FrameContext.REACH if note_branch.layout == "temporal" else 0)
+    if note_branch.layout != "temporal":
+        return CONTEXT_FRAMES
+    return FRONT_END_REACH_FRAMES + NOTE_BRANCH_REACH_FRAMES + FrameContext.REACH
 
 
 def _export(model: nn.Module, cqt: CQT, outputs: list[str], path: str | Path) -> tuple[Path, Path]:

@@ -45,6 +45,10 @@ SHORT_FILE_CHUNK_SECONDS = 15.0
 # 7 half-band stages add ±2032 samples (±8 frames), and the network's convolutions ±9 frames
 # (±17 for a timbre branch at time stride 2).
 CONTEXT_FRAMES = 96
+# The parts of that reach, for graphs that need more (export.context_frames): the front end's
+# 69 + 8 frames and the note branch's convolutions' 9.
+FRONT_END_REACH_FRAMES = 77
+NOTE_BRANCH_REACH_FRAMES = 9
 # A network that reaches further in time (the "temporal" layout's FrameContext) states the
 # context it needs under this key of its ONNX metadata (export.py); without it, CONTEXT_FRAMES.
 CONTEXT_METADATA_KEY = "context_frames"

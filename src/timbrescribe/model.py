@@ -84,7 +84,7 @@ class NoteBranch(nn.Module):
     stack (21,918 parameters); its ONNX graph takes 1.48x the published one's one-thread CPU time
     (scripts/bench_agnostic.py): the stacking at depth is data movement (pad, slice, concat).
     "temporal": the published layout whose frame logits FrameContext refines (+1,329 parameters;
-    its graphs need 40 more frames of chunk context: export.context_frames).
+    its graphs need 126 frames of chunk context instead of 96: export.context_frames).
 
     The stride-3 heads put output row k on stacked bin 3k+1 (MIDI 24+k): a kernel of odd height h
     centred there starts at 3k+1-h//2, i.e. symmetric frequency padding h//2 - 1, giving 84 rows.
