@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from timbrescribe.constants import N_HARMONICS, N_PITCHES, N_STACKED_BINS, n_frames
+from timbrescribe.constants import N_HARMONICS, N_PITCHES, N_STACKED_BINS, NOTE_LAYOUTS, n_frames
 from timbrescribe.errors import UserError
 from timbrescribe.frontend import frame_energy, log_scale
 from timbrescribe.model import AgnosticModel, NoteBranch, count_trainable_parameters, load_agnostic_model
@@ -30,6 +30,9 @@ def test_trainable_parameter_count(model):
     temporal = AgnosticModel("temporal")
     assert count_trainable_parameters(temporal.note_branch.frame_context) == 1329
     assert count_trainable_parameters(temporal) == 20299 <= 30000
+    # the light layouts: the octave context without its time taps (16 x 8 x 25 x 2 fewer weights)
+    assert count_trainable_parameters(AgnosticModel("light")) == 18970 - 6400 == 12570
+    assert count_trainable_parameters(AgnosticModel("light-temporal")) == 12570 + 1329
 
 
 def test_frame_context_starts_as_the_identity_and_reaches_40_frames():
@@ -57,7 +60,7 @@ def test_unknown_layout_is_refused():
         NoteBranch("dense")
 
 
-@pytest.mark.parametrize("layout", ["published", "harmonic", "temporal"])
+@pytest.mark.parametrize("layout", NOTE_LAYOUTS)
 def test_weights_load_into_the_layout_they_were_saved_from(layout, tmp_path):
     torch.manual_seed(1)
     saved = AgnosticModel(layout).eval()

@@ -262,6 +262,22 @@ def test_cli_trains_only_the_parts_a_layout_adds_to_init_weights(smoke_data, tmp
     assert "holds every parameter of the layout; nothing to train" in capsys.readouterr().err
 
 
+def test_a_light_layout_starts_from_published_weights_with_the_octave_taps_summed(tmp_path):
+    from timbrescribe.model import AgnosticModel
+    from timbrescribe.training.agnostic import start_from
+
+    torch.manual_seed(3)
+    published = AgnosticModel()
+    torch.save(published.state_dict(), tmp_path / "published.pt")
+    light = AgnosticModel("light")
+    start_from(light, tmp_path / "published.pt", freeze=False)
+    kernel = published.state_dict()["note_branch.octave_context.0.weight"]
+    assert light.state_dict()["note_branch.octave_context.0.weight"].shape == (*kernel.shape[:3], 1)
+    for name, value in light.state_dict().items():
+        expected = kernel.sum(dim=3, keepdim=True) if name == "note_branch.octave_context.0.weight" else published.state_dict()[name]
+        torch.testing.assert_close(value, expected, rtol=0, atol=0, msg=name)
+
+
 @pytest.mark.slow
 def test_cli_exports_best_model_to_onnx(smoke_data, tmp_path, capsys):
     onnx_path = tmp_path / "agnostic.onnx"

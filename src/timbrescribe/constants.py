@@ -24,7 +24,7 @@ DEPTH_HARMONIC_SHIFTS = tuple(-s for s in reversed(HARMONIC_SHIFTS[2:])) + HARMO
 # The note branch's layouts (model.NoteBranch): DESIGN.md §3's ("published", the shipped weights)
 # the one with harmonic aggregation at two depths ("harmonic", issue 7; trained, not shipped) and
 # the published one whose frame logits are refined over time ("temporal": model.FrameContext).
-NOTE_LAYOUTS = ("published", "harmonic", "temporal")
+NOTE_LAYOUTS = ("published", "harmonic", "temporal", "light", "light-temporal")
 N_STACKED_BINS = N_PITCHES * BINS_PER_SEMITONE  # 252
 
 # Size of the timbre embedding of every pitch-time cell (DESIGN.md §3: 16 gave nothing over 12).

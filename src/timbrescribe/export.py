@@ -63,7 +63,7 @@ def context_frames(model: AgnosticModel | SeparationModel) -> int:
     or for a note branch with a FrameContext, exactly what its frames reach (the front end, the
     note branch's convolutions and the FrameContext: 126, which also covers a timbre branch)."""
     note_branch = (model.agnostic if isinstance(model, SeparationModel) else model).note_branch
-    if note_branch.layout != "temporal":
+    if not note_branch.refines_frames:
         return CONTEXT_FRAMES
     return FRONT_END_REACH_FRAMES + NOTE_BRANCH_REACH_FRAMES + FrameContext.REACH
 

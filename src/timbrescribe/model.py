@@ -85,6 +85,10 @@ class NoteBranch(nn.Module):
     (scripts/bench_agnostic.py): the stacking at depth is data movement (pad, slice, concat).
     "temporal": the published layout whose frame logits FrameContext refines (+1,329 parameters;
     its graphs need 126 frames of chunk context instead of 96: export.context_frames).
+    "light": the published layout with a 25x1 octave context (no time taps: 12,570 parameters),
+    the conv that takes most of the published graph's time; its ONNX graph takes 0.64x the
+    published one's network time untrained (scripts/bench_graphs.py). "light-temporal": light
+    + FrameContext (13,899 parameters).
 
     The stride-3 heads put output row k on stacked bin 3k+1 (MIDI 24+k): a kernel of odd height h
     centred there starts at 3k+1-h//2, i.e. symmetric frequency padding h//2 - 1, giving 84 rows.
@@ -97,8 +101,11 @@ class NoteBranch(nn.Module):
         self.layout = layout
         self.expand = nn.Sequential(_conv_bn(N_HARMONICS, 16, (5, 5), padding=(2, 2)), nn.LeakyReLU(0.01))
         if layout != "harmonic":
-            # 25 taps dilated by 3 bins span ±36 bins: one octave each way.
-            self.octave_context = _conv_bn(16, N_HARMONICS, (25, 3), padding=(36, 1), dilation=(3, 1))
+            # 25 taps dilated by 3 bins span ±36 bins: one octave each way; ±1 frame unless light.
+            time_taps = 1 if layout.startswith("light") else 3
+            self.octave_context = _conv_bn(
+                16, N_HARMONICS, (25, time_taps), padding=(36, time_taps // 2), dilation=(3, 1)
+            )
         else:
             self.harmonics_early = HarmonicAggregation(16)
             self.stack_residual = _conv_bn(16, N_HARMONICS, (3, 3), padding=(1, 1))
@@ -109,7 +116,8 @@ class NoteBranch(nn.Module):
             _conv_bn(16, 7, (7, 3), stride=(3, 1), padding=(3 - 1, 1)), nn.ReLU()
         )
         self.onset_head = nn.Conv2d(8, 1, (3, 5), padding=(1, 2))
-        if layout == "temporal":
+        self.refines_frames = layout.endswith("temporal")
+        if self.refines_frames:
             self.frame_context = FrameContext()
 
     def forward(self, stacked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +132,7 @@ class NoteBranch(nn.Module):
         onset_input = torch.cat([self.onset_features(hidden), torch.sigmoid(note_logits)], dim=1)
         onset_logits = self.onset_head(onset_input).squeeze(1)
         note_logits = note_logits.squeeze(1)
-        if self.layout == "temporal":
+        if self.refines_frames:
             note_logits = self.frame_context(onset_logits, note_logits)
         return onset_logits, note_logits
 
@@ -289,9 +297,13 @@ def read_weights(path: str | Path) -> dict:
 
 def weights_layout(state: dict) -> str:
     """The note branch layout (NOTE_LAYOUTS) of an AgnosticModel state dict."""
+    octave = state.get("note_branch.octave_context.0.weight")
+    if octave is None:
+        return "harmonic"
+    light = octave.shape[-1] == 1
     if "note_branch.frame_context.out.weight" in state:
-        return "temporal"
-    return "published" if "note_branch.octave_context.0.weight" in state else "harmonic"
+        return "light-temporal" if light else "temporal"
+    return "light" if light else "published"
 
 
 def load_agnostic_model(path: str | Path) -> AgnosticModel:

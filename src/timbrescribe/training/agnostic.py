@@ -201,12 +201,19 @@ def clip_scores(onset_ref: np.ndarray, frame_ref: np.ndarray, estimate: list[Not
 
 def start_from(model, path: Path, freeze: bool) -> None:
     """Load the note-model weights at ``path`` into ``model``; the parameters they lack keep their
-    fresh values. ``freeze``: only those are trained afterwards. UserError when the weights hold
-    parameters ``model`` lacks, or no parameter is left to train."""
+    fresh values. A conv kernel of one time tap where the weights hold several (the light
+    layouts' octave context) starts as the sum of those taps: the same output wherever the input
+    holds still over them. ``freeze``: only the parameters the weights lack are trained afterwards.
+    UserError when the weights hold parameters ``model`` lacks, or no parameter is left to train."""
     from timbrescribe.model import read_weights
 
     state = read_weights(path)
     state.pop("onset_calibration", None)  # fitted after training: a run trains uncalibrated
+    own = model.state_dict()
+    for name, value in state.items():
+        target = own.get(name)
+        if target is not None and value.ndim == 4 and target.shape == (*value.shape[:3], 1):
+            state[name] = value.sum(dim=3, keepdim=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
         raise UserError(f"{path}: weights of another layout (holds {', '.join(unexpected[:3])}, ...)")
