@@ -87,8 +87,8 @@ class NoteBranch(nn.Module):
     its graphs need 126 frames of chunk context instead of 96: export.context_frames).
     "light": the published layout with a 25x1 octave context (no time taps: 12,570 parameters),
     the conv that takes most of the published graph's time; its ONNX graph takes 0.64x the
-    published one's network time untrained (scripts/bench_graphs.py). "light-temporal": light
-    + FrameContext (13,899 parameters).
+    published one's network time (scripts/bench_graphs.py, docs/benchmarks.md).
+    "light-temporal": light + FrameContext (13,899 parameters).
 
     The stride-3 heads put output row k on stacked bin 3k+1 (MIDI 24+k): a kernel of odd height h
     centred there starts at 3k+1-h//2, i.e. symmetric frequency padding h//2 - 1, giving 84 rows.

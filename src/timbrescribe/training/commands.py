@@ -67,9 +67,9 @@ _HELP = {
     "batch_size": "clips per step",
     "clip_frames": "clip length in frames (86.13 frames/s; 430 = 5 s)",
     "layout": "note branch layout: published (DESIGN.md §3), harmonic (harmonic aggregation at two "
-              "depths), temporal (published + a refinement of the frame logits over ±0.46 s), light (published "
-              "with a 25x1 octave context: 0.64x the network time) or light-temporal; resume a "
-              "run with the layout it was started with",
+              "depths), temporal (published + a refinement of the frame logits over ±0.46 s), light "
+              "(published with a 25x1 octave context: 0.64x the network time) or light-temporal (light "
+              "+ that refinement); resume a run with the layout it was started with",
     "init": "start a new run from these note-model weights (best.pt, calibrated.pt); parameters of "
             "--layout that they lack start fresh (empty = random start)",
     "freeze_init": "train only the parameters --init lacks; the others, batch-norm statistics included, stay fixed",
