@@ -276,6 +276,9 @@ def test_a_light_layout_starts_from_published_weights_with_the_octave_taps_summe
     expected = published.state_dict() | {"note_branch.octave_context.0.weight": kernel.sum(dim=3, keepdim=True)}
     for name, value in light.state_dict().items():
         torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+    torch.save(light.state_dict(), tmp_path / "light.pt")  # the other way round has no answer
+    with pytest.raises(UserError, match="weights of another layout .*octave_context"):
+        start_from(AgnosticModel(), tmp_path / "light.pt", freeze=False)
 
 
 @pytest.mark.slow

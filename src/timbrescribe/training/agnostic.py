@@ -204,7 +204,8 @@ def start_from(model, path: Path, freeze: bool) -> None:
     fresh values. A conv kernel of one time tap where the weights hold several (the light
     layouts' octave context) starts as the sum of those taps: the same output wherever the input
     holds still over them. ``freeze``: only the parameters the weights lack are trained afterwards.
-    UserError when the weights hold parameters ``model`` lacks, or no parameter is left to train."""
+    UserError when the weights hold parameters ``model`` lacks or shapes it has not, or no
+    parameter is left to train."""
     from timbrescribe.model import read_weights
 
     state = read_weights(path)
@@ -214,7 +215,10 @@ def start_from(model, path: Path, freeze: bool) -> None:
         target = own.get(name)
         if target is not None and value.ndim == 4 and target.shape == (*value.shape[:3], 1):
             state[name] = value.sum(dim=3, keepdim=True)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a parameter of another shape
+        raise UserError(f"{path}: weights of another layout ({str(err).splitlines()[-1].strip()})") from None
     if unexpected:
         raise UserError(f"{path}: weights of another layout (holds {', '.join(unexpected[:3])}, ...)")
     if freeze:
