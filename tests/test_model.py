@@ -141,7 +141,7 @@ def test_stride3_heads_centre_row_k_on_stacked_bin_3k_plus_1(head):
             assert torch.nonzero(out).flatten().tolist() == [k]
 
 
-@pytest.mark.parametrize("layout", ["published", "harmonic", "temporal"])
+@pytest.mark.parametrize("layout", NOTE_LAYOUTS)
 def test_note_branch_shapes(layout):
     onset, note = NoteBranch(layout).eval()(torch.randn(2, N_HARMONICS, N_STACKED_BINS, 7))
     assert onset.shape == note.shape == (2, N_PITCHES, 7)

@@ -21,9 +21,10 @@ N_HARMONICS = len(HARMONIC_SHIFTS)
 # Shifts of the note branch's harmonic aggregation at depth: below (the cell as harmonic 7..2 of a
 # lower note), the cell itself, above (its harmonics 2..7).
 DEPTH_HARMONIC_SHIFTS = tuple(-s for s in reversed(HARMONIC_SHIFTS[2:])) + HARMONIC_SHIFTS[1:]
-# The note branch's layouts (model.NoteBranch): DESIGN.md §3's ("published", the shipped weights)
-# the one with harmonic aggregation at two depths ("harmonic", issue 7; trained, not shipped) and
-# the published one whose frame logits are refined over time ("temporal": model.FrameContext).
+# The note branch's layouts (model.NoteBranch): DESIGN.md §3's ("published", the shipped weights),
+# the one with harmonic aggregation at two depths ("harmonic", issue 7; trained, not shipped), the
+# published one whose frame logits are refined over time ("temporal": model.FrameContext), and the
+# published one without the octave context's time taps ("light"), also with that refinement.
 NOTE_LAYOUTS = ("published", "harmonic", "temporal", "light", "light-temporal")
 N_STACKED_BINS = N_PITCHES * BINS_PER_SEMITONE  # 252
 
