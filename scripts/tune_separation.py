@@ -21,8 +21,13 @@ With the true K (step 2) the objective is that F alone.
 4. On top of the chosen method, the melodic-line rule (ClusterSettings.solo_polyphony: notes that
    hardly overlap are one instrument) is swept the same way. Ties of the objective go to the
    settings that get K exactly right more often (mean over sources and true K).
+5. With several ``--decoder`` files (e.g. the settings tuned for note F + frame F on this graph and
+   those of another note model), steps 1-4 run for each, and the one whose clustering scores best
+   is kept; ``--decoder-out`` writes it (the separation graph's decoder settings, with a record).
 
     .venv/bin/python scripts/tune_separation.py --model runs/timbre/separation.onnx
+    .venv/bin/python scripts/tune_separation.py --model separation.onnx --decoder a.json b.json \
+        --decoder-out separation.decoder.json
 """
 from __future__ import annotations
 
@@ -31,7 +36,6 @@ import dataclasses
 import datetime
 import itertools
 import json
-import os
 import sys
 import time
 from collections import defaultdict
@@ -47,10 +51,12 @@ from timbrescribe.clustering import ClusterSettings, cluster_notes  # noqa: E402
 from timbrescribe.evaluation import layout  # noqa: E402
 from timbrescribe.evaluation.metrics import score_separated  # noqa: E402
 from timbrescribe.inference import SeparationSession  # noqa: E402
+from timbrescribe.decode import DecoderSettings  # noqa: E402
 from timbrescribe.transcription import (  # noqa: E402
-    TUNED_CLUSTERING_PATH, analyse, package_decoder_settings, tracks_from_clustering,
+    TUNED_CLUSTERING_PATH, TUNED_SEPARATION_DECODER_PATH, analyse, tracks_from_clustering,
 )
 from timbrescribe.tuning import model_fingerprint  # noqa: E402
+from tune_thresholds import shown  # noqa: E402
 
 WIDTHS = (0.1, 0.2, 0.3, 0.5)
 PITCH_WEIGHTS = (0.0, 0.2)
@@ -63,8 +69,7 @@ METHOD_GRIDS = {  # every combination of the values is tried (the merge settings
 SOLO_POLYPHONY = (0.05, 0.1, 0.2, 0.3)
 
 
-def analysed_excerpts(sources: dict[str, list[layout.Excerpt]], session) -> list[dict]:
-    decoder = package_decoder_settings()
+def analysed_excerpts(sources: dict[str, list[layout.Excerpt]], session, decoder) -> list[dict]:
     items = []
     for source, excerpts in sources.items():
         for excerpt in tqdm(excerpts, desc=f"analyse {source}", unit="excerpt"):
@@ -108,25 +113,10 @@ def mean_k_accuracy(result: dict) -> float:
     return sum(shares) / len(shares)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="separation ONNX model to tune for")
-    parser.add_argument("--val", type=Path, nargs="+", default=[ROOT / "datasets" / "val", ROOT / "datasets" / "val-sampled"],
-                        help="synthetic validation sets, pooled as one source (default: val and val-sampled)")
-    parser.add_argument("--trios", type=Path, default=ROOT.parent / "shared" / "data" / "trios")
-    parser.add_argument("--out", type=Path, default=TUNED_CLUSTERING_PATH, help="settings file to write")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--methods", nargs="+", choices=sorted(METHOD_GRIDS),
-                        default=sorted(METHOD_GRIDS), help="K-estimation methods to try (default: all)")
-    args = parser.parse_args()
-
-    started = time.perf_counter()
-    sources = {"synthetic-val": [excerpt for path in args.val for excerpt in layout.excerpts(layout.read_dataset(path))]}
-    if args.trios.is_dir():
-        sources["trios"] = layout.excerpts(layout.read_dataset(args.trios), submixes=True)
-    items = analysed_excerpts(sources, SeparationSession(args.model, threads=args.threads))
+def tune_clustering(items: list[dict], methods: list[str]) -> dict:
+    """Steps 2-4 (module doc) on analysed excerpts: the chosen settings, their scores with
+    estimated and with oracle K, and everything tried."""
     multi = [item for item in items if len(item["parts"]) >= 2]
-
     base = ClusterSettings()
     oracle = {}
     for width in WIDTHS:
@@ -140,7 +130,7 @@ def main() -> int:
 
     tried = []
     for method, space in METHOD_GRIDS.items():
-        if method not in args.methods:
+        if method not in methods:
             continue
         for values in itertools.product(*space.values()):
             changes = dict(zip(space, values))
@@ -164,20 +154,71 @@ def main() -> int:
     print(f"chosen: {chosen}")
     print(f"  estimated K: {json.dumps(result)}")
     print(f"  oracle K (2+ parts): {json.dumps(oracle_chosen)}")
+    return {"chosen": chosen, "estimated_k": result, "oracle_k": oracle_chosen, "oracle": oracle, "tried": tried}
 
-    args.out.write_text(json.dumps(chosen.to_dict(), indent=1) + "\n")
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="separation ONNX model to tune for")
+    parser.add_argument("--val", type=Path, nargs="+", default=[ROOT / "datasets" / "val", ROOT / "datasets" / "val-sampled"],
+                        help="synthetic validation sets, pooled as one source (default: val and val-sampled)")
+    parser.add_argument("--trios", type=Path, default=ROOT.parent / "shared" / "data" / "trios")
+    parser.add_argument("--out", type=Path, default=TUNED_CLUSTERING_PATH, help="settings file to write")
+    parser.add_argument("--decoder", type=Path, nargs="+", default=[TUNED_SEPARATION_DECODER_PATH],
+                        help="decoder settings file(s) of the model; with several, each is tuned for and the "
+                             "best by the objective is kept (default: the package's separation.decoder.json)")
+    parser.add_argument("--decoder-out", type=Path, default=None,
+                        help="write the chosen decoder settings here, with a <stem>.tuning.json record")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", choices=sorted(METHOD_GRIDS),
+                        default=sorted(METHOD_GRIDS), help="K-estimation methods to try (default: all)")
+    args = parser.parse_args()
+    missing = [str(path) for path in args.decoder if not path.is_file()]
+    if missing:
+        parser.error(f"no decoder settings file {', '.join(missing)}")
+
+    started = time.perf_counter()
+    sources = {"synthetic-val": [excerpt for path in args.val for excerpt in layout.excerpts(layout.read_dataset(path))]}
+    if args.trios.is_dir():
+        sources["trios"] = layout.excerpts(layout.read_dataset(args.trios), submixes=True)
+    session = SeparationSession(args.model, threads=args.threads)
+    candidates = []
+    for path in args.decoder:
+        decoder = DecoderSettings.from_json(path)
+        print(f"decoder {path}: {decoder}")
+        candidates.append((path, decoder, tune_clustering(analysed_excerpts(sources, session, decoder), args.methods)))
+    path, decoder, tuned = max(candidates, key=lambda c: (round(c[2]["estimated_k"]["objective"], 6),
+                                                         mean_k_accuracy(c[2]["estimated_k"])))
+    compared = [{"path": shown(p), "settings": d.to_dict(), "objective": t["estimated_k"]["objective"],
+                 "k_accuracy": t["estimated_k"]["k_accuracy"]} for p, d, t in candidates]
+    if len(candidates) > 1:
+        print("decoder candidates: " + ", ".join(f"{c['path']} {c['objective']:.4f}" for c in compared)
+              + f"; chosen {shown(path)}")
+
+    args.out.write_text(json.dumps(tuned["chosen"].to_dict(), indent=1) + "\n")
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     record = {
-        "model": str(args.model), "model_fingerprint": model_fingerprint(args.model),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": str(args.model), "model_fingerprint": model_fingerprint(args.model), "date": date,
         "sources": {source: len(excerpts) for source, excerpts in sources.items()},
-        "validation_sets": [os.path.relpath(path, ROOT) for path in args.val],
-        "methods": args.methods, "chosen": chosen.to_dict(), "estimated_k": result, "oracle_k": oracle_chosen,
-        "oracle_by_width_and_pitch_weight": {f"{w} {p}": result for (w, p), result in oracle.items()},
-        "tried": [{"settings": s.to_dict(), **r} for s, r in tried],
+        "validation_sets": [shown(path) for path in args.val],
+        "decoder": decoder.to_dict(), "decoder_candidates": compared, "methods": args.methods,
+        "chosen": tuned["chosen"].to_dict(), "estimated_k": tuned["estimated_k"], "oracle_k": tuned["oracle_k"],
+        "oracle_by_width_and_pitch_weight": {f"{w} {p}": result for (w, p), result in tuned["oracle"].items()},
+        "tried": [{"settings": s.to_dict(), **r} for s, r in tuned["tried"]],
         "seconds": round(time.perf_counter() - started, 1),
     }
     args.out.with_suffix(".tuning.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out} and its record ({record['seconds']} s)")
+    if args.decoder_out is not None:
+        decoder.to_json(args.decoder_out)
+        decoder_record = {
+            "date": date, "model": {"path": shown(args.model), "fingerprint": model_fingerprint(args.model)},
+            "objective": "the clustering objective of scripts/tune_separation.py (estimated K), each candidate "
+                         "with the clustering tuned for it", "settings": decoder.to_dict(), "candidates": compared,
+        }
+        record_path = args.decoder_out.with_name(args.decoder_out.stem + ".tuning.json")
+        record_path.write_text(json.dumps(decoder_record, indent=2) + "\n")
+        print(f"wrote {args.decoder_out} and {record_path}")
     return 0
 
 

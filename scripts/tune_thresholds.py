@@ -1,4 +1,4 @@
-"""Tune the decoder settings of an exported model on the VALIDATION data and write decoder.json.
+"""Tune the decoder settings of an exported model (note or separation graph) on the VALIDATION data and write them.
 
 Sources, weighted equally: the synthetic validation set (--val), the TRIOS dev set (--trios,
 full mixes) and the real solo-violin dev set (--violin; left out when absent). Objective and search: see timbrescribe.tuning. Activations are cached under --cache
@@ -7,7 +7,7 @@ per model fingerprint, so a rerun with the same model only decodes and scores.
 Writes --out (DecoderSettings.to_json; read by timbrescribe.transcription) and, next to it,
 ``<stem>.tuning.json``: the model, data, objective and scores the settings were chosen with.
 
-usage: python scripts/tune_thresholds.py [--model agnostic.onnx] [--out decoder.json]
+usage: python scripts/tune_thresholds.py [--model agnostic.onnx|separation.onnx] [--out decoder.json]
        [--cache DIR] [--val DIR] [--trios DIR] [--violin DIR] [--threads N] [--objective note|note+frame]
        [--top N]
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from timbrescribe import tuning
 from timbrescribe.decode import DecoderSettings
 from timbrescribe.inference import DEFAULT_MODEL_PATH, AgnosticSession
-from timbrescribe.transcription import TUNED_DECODER_PATH
+from timbrescribe.transcription import tuned_decoder_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIOS = ROOT.parent / "shared" / "data" / "trios"
@@ -31,7 +31,9 @@ SWEPT = [*tuning.COARSE_GRID, *tuning.SECONDARY_SWEEPS]
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="network .onnx (default: shipped)")
-    parser.add_argument("--out", type=Path, default=TUNED_DECODER_PATH, help="decoder.json to write")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="settings file to write (default: the package's file for the graph's kind, "
+                             "decoder.json or separation.decoder.json)")
     parser.add_argument("--cache", type=Path, default=ROOT / "out" / "tuning-cache", help="activation cache")
     parser.add_argument("--val", type=Path, default=ROOT / "datasets" / "val", help="synthetic val set")
     parser.add_argument("--trios", type=Path, default=TRIOS, help="TRIOS dev set")
@@ -63,6 +65,8 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     session = AgnosticSession(args.model, threads=args.threads)
+    if args.out is None:
+        args.out = tuned_decoder_path(session.has_embeddings)
     cache_dir = args.cache / tuning.model_fingerprint(args.model)
     recordings = [
         *tuning.recordings(args.val, tuning.SYNTHETIC_SOURCE),

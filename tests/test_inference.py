@@ -319,10 +319,12 @@ def test_long_files_keep_float16_maps_that_decode_to_the_same_notes(monkeypatch)
     np.testing.assert_allclose(frame, short_frame, atol=5e-4)
     notes = decode_notes(short_onset, short_frame)
     assert len(notes) > 40
-    # float16 keeps 11 significant bits: a frame value next to the threshold may move an offset by
-    # one frame and a velocity by one step, but never adds, drops or moves a note.
+    # float16 keeps 11 significant bits: a frame value next to the threshold may end a note a frame
+    # earlier or later, or, where that frame closes a bridged dip (DecoderSettings.max_dip_frames),
+    # a dip's length earlier or later, and move its velocity by a step or two; but it never adds,
+    # drops or moves a note.
     narrow = decode_notes(onset, frame)
     assert [(n.pitch, n.onset) for n in narrow] == [(n.pitch, n.onset) for n in notes]
-    hop_s = HOP / SAMPLE_RATE
-    assert all(abs(a.offset - b.offset) <= hop_s + 1e-9 and abs(a.velocity - b.velocity) <= 1 for a, b in zip(narrow, notes))
+    reach_s = (1 + DecoderSettings().max_dip_frames) * HOP / SAMPLE_RATE
+    assert all(abs(a.offset - b.offset) <= reach_s + 1e-9 and abs(a.velocity - b.velocity) <= 2 for a, b in zip(narrow, notes))
     assert sum(a != b for a, b in zip(narrow, notes)) <= 2

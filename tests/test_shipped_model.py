@@ -17,7 +17,7 @@ from timbrescribe.evaluation.metrics import score_notes, score_separated
 from timbrescribe.export import card_path_for
 from timbrescribe.inference import DEFAULT_MODEL_PATH, SEPARATION_MODEL_PATH, AgnosticSession, energy_model_path
 from timbrescribe.notes import Note
-from timbrescribe.transcription import TUNED_CLUSTERING_PATH, TUNED_DECODER_PATH
+from timbrescribe.transcription import TUNED_CLUSTERING_PATH, TUNED_DECODER_PATH, TUNED_SEPARATION_DECODER_PATH, tuned_decoder_path
 
 PACKAGE = Path(timbrescribe.__file__).parent
 EXAMPLE = PACKAGE / "examples" / "example.flac"
@@ -49,7 +49,8 @@ def example_result():
 
 def test_weights_and_tuned_decoder_ship_in_the_package():
     for path in (DEFAULT_MODEL_PATH, energy_model_path(DEFAULT_MODEL_PATH), TUNED_DECODER_PATH,
-                 SEPARATION_MODEL_PATH, energy_model_path(SEPARATION_MODEL_PATH), TUNED_CLUSTERING_PATH):
+                 SEPARATION_MODEL_PATH, energy_model_path(SEPARATION_MODEL_PATH), TUNED_SEPARATION_DECODER_PATH,
+                 TUNED_CLUSTERING_PATH):
         assert path.is_file() and path.stat().st_size > 0, path
 
 
@@ -100,12 +101,16 @@ def test_the_same_recording_quieter_gives_the_same_notes(example_result, instrum
         assert _frame_notes(quiet) == _frame_notes(full), db
 
 
-def test_decoder_settings_were_tuned_on_the_shipped_model():
+@pytest.mark.parametrize("separation", [False, True], ids=["note graph", "separation graph"])
+def test_decoder_settings_were_tuned_on_the_shipped_graph(separation):
     from timbrescribe.tuning import model_fingerprint
 
-    record = json.loads(TUNED_DECODER_PATH.with_name("decoder.tuning.json").read_text())
-    assert record["model"]["fingerprint"] == model_fingerprint(DEFAULT_MODEL_PATH)
-    assert json.loads(TUNED_DECODER_PATH.read_text()) == record["settings"]
+    settings = tuned_decoder_path(separation)
+    record = json.loads(settings.with_name(settings.stem + ".tuning.json").read_text())
+    graph = SEPARATION_MODEL_PATH if separation else DEFAULT_MODEL_PATH
+    assert record["model"]["fingerprint"] == model_fingerprint(graph)
+    assert json.loads(settings.read_text()) == record["settings"]
+    assert json.loads(card_path_for(graph).read_text())["decoder_settings"] == settings.name
 
 
 def test_bundled_example_is_transcribed_well(example_result):

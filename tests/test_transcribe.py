@@ -18,7 +18,8 @@ import soundfile
 from timbrescribe.audio import load_audio
 from timbrescribe.cli import main
 from timbrescribe.constants import SAMPLE_RATE, n_frames
-from timbrescribe.decode import decode_notes
+from timbrescribe import transcription
+from timbrescribe.decode import DecoderSettings, decode_notes
 from timbrescribe.errors import UserError
 from timbrescribe.inference import DEFAULT_MODEL_PATH, SEPARATION_MODEL_PATH, AgnosticSession, SeparationSession
 from timbrescribe.outputs import sorted_notes
@@ -72,7 +73,7 @@ def test_notes_are_the_decoder_output_on_the_session_activations(session, wav_pa
     result = transcribe(wav_path, session=session, **thresholds)
     samples = load_audio(wav_path)
     onset, frame = session.activations(samples)
-    expected = decode_notes(onset, frame, decoder_settings(**thresholds))
+    expected = decode_notes(onset, frame, decoder_settings(**thresholds, separation=True))
     assert len(expected) > 0
     assert isinstance(result, Transcription)
     assert result.notes == expected
@@ -92,16 +93,30 @@ def test_array_input_gives_the_same_notes_as_the_file(session, wav_path, thresho
 
 def test_default_settings_are_the_shipped_tuned_settings(session, wav_path):
     result = transcribe(wav_path, session=session)
-    assert result.notes == decode_notes(result.onset, result.frame, package_decoder_settings())
+    assert result.notes == decode_notes(result.onset, result.frame, package_decoder_settings(separation=True))
+
+
+def test_each_graph_decodes_with_the_settings_tuned_for_it(session, wav_path, thresholds, tmp_path, monkeypatch):
+    separation_settings = dataclasses.replace(DecoderSettings(), **thresholds)
+    note_settings = dataclasses.replace(separation_settings, onset_threshold=0.999, infer_onsets=False)
+    monkeypatch.setattr(transcription, "TUNED_SEPARATION_DECODER_PATH", tmp_path / "separation.decoder.json")
+    monkeypatch.setattr(transcription, "TUNED_DECODER_PATH", tmp_path / "decoder.json")
+    separation_settings.to_json(tmp_path / "separation.decoder.json")
+    note_settings.to_json(tmp_path / "decoder.json")
+    separated = transcribe(wav_path, session=session, instruments=1)
+    assert separated.notes == decode_notes(separated.onset, separated.frame, separation_settings)
+    assert separated.notes != decode_notes(separated.onset, separated.frame, note_settings)
+    one_track = transcribe(wav_path, session=AgnosticSession(DEFAULT_MODEL_PATH, threads=1), instruments=1)
+    assert one_track.notes == decode_notes(one_track.onset, one_track.frame, note_settings)
 
 
 def test_decoder_settings_given_whole_replace_the_package_settings(session, wav_path, thresholds):
     # e.g. the settings tuned for another model (scripts/bench_agnostic.py --previous-decoder)
-    settings = dataclasses.replace(package_decoder_settings(), **thresholds, infer_onsets=False)
+    settings = dataclasses.replace(package_decoder_settings(separation=True), **thresholds, infer_onsets=False)
     result = transcribe(wav_path, session=session, instruments=1, decoder=settings)
     expected = decode_notes(result.onset, result.frame, settings)
     assert len(expected) > 0 and result.notes == expected
-    assert expected != decode_notes(result.onset, result.frame, package_decoder_settings())
+    assert expected != decode_notes(result.onset, result.frame, package_decoder_settings(separation=True))
     with pytest.raises(ValueError, match="not both"):
         transcribe(wav_path, session=session, decoder=settings, onset_threshold=0.5)
 

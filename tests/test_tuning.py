@@ -229,3 +229,8 @@ def test_transcription_defaults_come_from_the_tuned_file_when_present(tmp_path, 
     assert transcription.decoder_settings(onset_threshold=0.6) == dataclasses.replace(tuned, onset_threshold=0.6)
     monkeypatch.setattr(transcription, "TUNED_DECODER_PATH", tmp_path / "missing.json")
     assert transcription.decoder_settings() == DecoderSettings()
+    # the separation graph has its own file
+    monkeypatch.setattr(transcription, "TUNED_SEPARATION_DECODER_PATH", path)
+    assert transcription.decoder_settings(separation=True) == tuned
+    assert transcription.package_decoder_settings(separation=True) == tuned
+    assert transcription.decoder_settings() == DecoderSettings()

@@ -150,7 +150,7 @@ def make_config(
         "timbrescribe": package_version,
         "model_sha256": model_digest(k, model_path),
         "instruments": "auto" if k is None else k,
-        "decoder": decoder_settings(onset_threshold, frame_threshold, min_note_ms).to_dict(),
+        "decoder": decoder_settings(onset_threshold, frame_threshold, min_note_ms, separation=k != 1).to_dict(),
         "clustering": None if k == 1 else package_cluster_settings().to_dict(),
     }
     return BatchConfig(

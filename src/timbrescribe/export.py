@@ -108,7 +108,7 @@ def model_card(network_path: str | Path, outputs: list[str], context: int = CONT
     from timbrescribe.inference import (
         CHUNK_FRAME_MULTIPLE, DEFAULT_CHUNK_SECONDS, SEPARATION_CHUNK_SECONDS, SHORT_FILE_CHUNK_SECONDS, SHORT_FILE_SECONDS,
     )
-    from timbrescribe.transcription import CELL_FLOOR_RATIO, TUNED_CLUSTERING_PATH, TUNED_DECODER_PATH
+    from timbrescribe.transcription import CELL_FLOOR_RATIO, TUNED_CLUSTERING_PATH, tuned_decoder_path
 
     network_path = Path(network_path)
     card = {
@@ -128,7 +128,7 @@ def model_card(network_path: str | Path, outputs: list[str], context: int = CONT
         "chunk_seconds": SEPARATION_CHUNK_SECONDS if "embedding" in outputs else DEFAULT_CHUNK_SECONDS,
         "short_file_seconds": SHORT_FILE_SECONDS,
         "short_file_chunk_seconds": SHORT_FILE_CHUNK_SECONDS,
-        "decoder_settings": TUNED_DECODER_PATH.name,
+        "decoder_settings": tuned_decoder_path("embedding" in outputs).name,
     }
     if "embedding" in outputs:
         card |= {"embedding_dim": constants.EMBEDDING_DIM, "clustering_settings": TUNED_CLUSTERING_PATH.name,

@@ -264,11 +264,11 @@ def run(args: argparse.Namespace) -> int:
     from timbrescribe import batch
     from timbrescribe.audio import AUDIO_EXTENSIONS
     from timbrescribe.options import check_count, check_threads, open_session, usable_cores
-    from timbrescribe.transcription import decoder_settings, parse_instruments
+    from timbrescribe.transcription import decoder_overrides, parse_instruments
 
     # Check every option, input and the model before doing any work.
     kinds = output_kinds(args.format, args.plot)
-    decoder_settings(args.onset_threshold, args.frame_threshold, args.min_note_ms)
+    decoder_overrides(args.onset_threshold, args.frame_threshold, args.min_note_ms)
     instruments = parse_instruments(args.instruments)
     threads = check_threads(args.threads)
     if args.address is not None and args.engine != "ray":

@@ -36,8 +36,10 @@ from timbrescribe.pooling import CellStore
 
 # Name of the single track the timbre-agnostic model produces.
 AGNOSTIC_TRACK_NAME = "notes"
-# Decoder settings tuned on validation data for the shipped model (scripts/tune_thresholds.py).
+# Decoder settings tuned on validation data for each shipped graph (scripts/tune_thresholds.py):
+# the note model's (agnostic.onnx, one track) and the separation model's (its own note branch).
 TUNED_DECODER_PATH = WEIGHTS_DIR / "decoder.json"
+TUNED_SEPARATION_DECODER_PATH = WEIGHTS_DIR / "separation.decoder.json"
 # Clustering settings chosen on validation data for the shipped separation model
 # (scripts/tune_separation.py).
 TUNED_CLUSTERING_PATH = WEIGHTS_DIR / "clustering.json"
@@ -77,26 +79,31 @@ class Transcription:
         outputs.write_piano_roll_png(self.tracks, path, spectrogram=self.frame)
 
 
-def package_decoder_settings(path: str | os.PathLike | None = None) -> DecoderSettings:
-    """The tuned settings in ``path`` (default: the shipped TUNED_DECODER_PATH) if that file
-    exists, else the DecoderSettings defaults."""
-    path = Path(path) if path is not None else TUNED_DECODER_PATH
+def tuned_decoder_path(separation: bool) -> Path:
+    """The shipped decoder settings file of the separation graph (``separation``) or of the note graph."""
+    return TUNED_SEPARATION_DECODER_PATH if separation else TUNED_DECODER_PATH
+
+
+def package_decoder_settings(path: str | os.PathLike | None = None, *, separation: bool = False) -> DecoderSettings:
+    """The tuned settings in ``path`` (default: the shipped file of the separation graph or of the
+    note graph, tuned_decoder_path) if that file exists, else the DecoderSettings defaults."""
+    path = Path(path) if path is not None else tuned_decoder_path(separation)
     return DecoderSettings.from_json(path) if path.is_file() else DecoderSettings()
 
 
-def decoder_settings(
+def decoder_overrides(
     onset_threshold: float | None = None,
     frame_threshold: float | None = None,
     min_note_ms: float | None = None,
-) -> DecoderSettings:
-    """The package's decoder settings with the given values replacing theirs (None keeps the
-    package value). Raises UserError for a threshold outside (0, 1) or a non-positive length."""
+) -> dict[str, float]:
+    """The given decoder values by DecoderSettings field (None: not given). Raises UserError for a
+    threshold outside (0, 1) or a non-positive length."""
     for label, value in (("onset threshold", onset_threshold), ("frame threshold", frame_threshold)):
         if value is not None and not 0.0 < value < 1.0:
             raise UserError(f"{label} must lie strictly between 0 and 1, got {value}")
     if min_note_ms is not None and not (min_note_ms > 0 and math.isfinite(min_note_ms)):
         raise UserError(f"minimum note length must be a positive number of milliseconds, got {min_note_ms}")
-    overrides = {
+    return {
         name: float(value)
         for name, value in (
             ("onset_threshold", onset_threshold),
@@ -105,7 +112,19 @@ def decoder_settings(
         )
         if value is not None
     }
-    return dataclasses.replace(package_decoder_settings(), **overrides)
+
+
+def decoder_settings(
+    onset_threshold: float | None = None,
+    frame_threshold: float | None = None,
+    min_note_ms: float | None = None,
+    *,
+    separation: bool = False,
+) -> DecoderSettings:
+    """The package's decoder settings for the separation graph (``separation``) or the note graph,
+    with the given values replacing theirs (None keeps the package value; decoder_overrides)."""
+    overrides = decoder_overrides(onset_threshold, frame_threshold, min_note_ms)
+    return dataclasses.replace(package_decoder_settings(separation=separation), **overrides)
 
 
 def package_cluster_settings(path: str | os.PathLike | None = None) -> ClusterSettings:
@@ -198,7 +217,8 @@ def transcribe(
     (1 kHz to 768 kHz), into one track per instrument.
 
     ``instruments``: "auto" estimates how many instruments play; a number 1..15 fixes it (1: one
-    track from the note model alone). None thresholds keep the package's tuned decoder settings;
+    track from the note model alone). None thresholds keep the package's decoder settings tuned for
+    the session's graph (note or separation model);
     ``decoder`` replaces those settings as a whole (e.g. the ones tuned for another model).
     ``threads`` (1 to 4 x the cores) and ``model_path`` configure a new inference session, whose
     model files are checked first; for many files create one with
@@ -210,11 +230,13 @@ def transcribe(
     k = parse_instruments(instruments)
     if decoder is not None and (onset_threshold, frame_threshold, min_note_ms) != (None, None, None):
         raise ValueError("pass either decoder settings or threshold overrides, not both")
-    settings = decoder if decoder is not None else decoder_settings(onset_threshold, frame_threshold, min_note_ms)
+    overrides = decoder_overrides(onset_threshold, frame_threshold, min_note_ms)
     if session is None:
         session = open_session(k, model_path, threads)
     elif k != 1 and not session.has_embeddings:
         raise UserError("this session's model gives no timbre embeddings: use a SeparationSession, or instruments=1")
+    settings = decoder if decoder is not None else dataclasses.replace(
+        package_decoder_settings(separation=session.has_embeddings), **overrides)
     samples = _model_input(audio, sr)
     analysis = analyse(samples, session, settings, with_vectors=k != 1, progress=progress)
     if analysis.vectors is None:

@@ -166,7 +166,8 @@ def test_the_real_page_and_models_resolve():
     assert web_command.resolve("/") == web_command.WEB_DIR / "index.html"
     assert web_command.resolve("/js/worker.js") == web_command.WEB_DIR / "js" / "worker.js"
     for name in ("agnostic.onnx", "agnostic.energy.onnx", "separation.onnx", "separation.energy.onnx",
-                 "agnostic.card.json", "separation.card.json", "decoder.json", "clustering.json"):
+                 "agnostic.card.json", "separation.card.json", "decoder.json", "separation.decoder.json",
+                 "clustering.json"):
         assert web_command.resolve(f"/models/{name}") == web_command.WEIGHTS_DIR / name
     assert web_command.resolve("/package.json") is not None  # harmless, but tests and modules are not
     assert web_command.resolve("/tests/fixtures.test.js") is None
