@@ -158,6 +158,35 @@ def test_edge_settings_flags_a_best_value_only_reached_at_the_end_of_its_range()
     assert edges((0.3, 0.4, 0.5)) == ["onset_threshold"]  # only 0.5 is right
 
 
+def _dip_maps(gap: int, inner_dip: bool) -> Maps:
+    """Notes each followed, after ``gap`` silent frames, by a tail without an onset (bridging the
+    gap lengthens the note over unlabelled frames); ``inner_dip``: each note also has a one-frame
+    dip that only bridging keeps whole."""
+    maps = Maps()
+    for i in range(4):
+        start = 20 + 60 * i
+        maps.add(30 + i, start, NOTE_FRAMES, 0.6, 0.5, real=True)
+        maps.add(30 + i, start + NOTE_FRAMES + gap, 10, 0, 0.5, real=False)
+        if inner_dip:
+            maps.frame[30 + i, start + NOTE_FRAMES // 2] = 0.0
+    return maps
+
+
+def _dip_edges(maps: Maps, dips: tuple[int, ...]) -> tuple[set, list[str]]:
+    """The best max_dip_frames values among ``dips`` (note+frame objective) and the edge flags."""
+    search = tuning.Search([maps.item()], objective="note+frame")
+    search.run(tuning.grid(PEAKS_ONLY, {"max_dip_frames": dips, "min_note_ms": (90.0,)}))
+    best = {t.settings.max_dip_frames for t in search.trials.values() if t.objective == search.best().objective}
+    return best, tuning.edge_settings(search, ["max_dip_frames"])
+
+
+def test_edge_settings_leaves_out_a_best_value_at_the_limit_the_setting_allows():
+    assert _dip_edges(_dip_maps(gap=1, inner_dip=False), (0, 1, 3)) == ({0}, [])  # no fewer than 0 dip frames
+    # best at 1: flagged when 0 (allowed) was not tried, not when it was
+    assert _dip_edges(_dip_maps(gap=2, inner_dip=True), (1, 2, 3)) == ({1}, ["max_dip_frames"])
+    assert _dip_edges(_dip_maps(gap=2, inner_dip=True), (0, 1, 2, 3)) == ({1}, [])
+
+
 def test_grid_skips_invalid_combinations():
     settings = tuning.grid(DecoderSettings(), {"onset_threshold": (0.5, 1.5), "max_dip_frames": (0, 3)})
     assert [(s.onset_threshold, s.max_dip_frames) for s in settings] == [(0.5, 0), (0.5, 3)]

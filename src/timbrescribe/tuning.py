@@ -234,17 +234,30 @@ def tried_values(search: Search, names: Iterable[str]) -> dict[str, list]:
     return {name: sorted({getattr(s, name) for s in search.trials}) for name in names}
 
 
+def _can_extend(settings: DecoderSettings, name: str, value, step) -> bool:
+    """Whether DecoderSettings allows ``value + step`` for ``name`` (a threshold beyond 0 or 1, or
+    a negative count or length, is not a range that could be widened)."""
+    try:
+        dataclasses.replace(settings, **{name: value + step})
+    except ValueError:
+        return False
+    return True
+
+
 def edge_settings(search: Search, names: Iterable[str]) -> list[str]:
     """Named numeric settings for which only the smallest or only the largest value tried reaches
-    the best objective: the optimum may lie outside the searched range. (Ties are common: a value
-    that changes no decoded note scores the same, and the first one scored is kept.)"""
-    best = search.best().objective
+    the best objective, where a value beyond it is allowed: the optimum may lie outside the
+    searched range. (Ties are common: a value that changes no decoded note scores the same, and
+    the first one scored is kept.)"""
+    best = search.best()
     edges = []
     for name, values in tried_values(search, names).items():
         if len(values) < 2 or isinstance(values[0], bool):
             continue
-        winners = {getattr(t.settings, name) for t in search.trials.values() if t.objective == best}
-        if winners in ({values[0]}, {values[-1]}):
+        winners = {getattr(t.settings, name) for t in search.trials.values() if t.objective == best.objective}
+        low = winners == {values[0]} and _can_extend(best.settings, name, values[0], values[0] - values[1])
+        high = winners == {values[-1]} and _can_extend(best.settings, name, values[-1], values[-1] - values[-2])
+        if low or high:
             edges.append(name)
     return edges
 
