@@ -22,13 +22,14 @@ from timbrescribe.transcription import TUNED_CLUSTERING_PATH, TUNED_DECODER_PATH
 PACKAGE = Path(timbrescribe.__file__).parent
 EXAMPLE = PACKAGE / "examples" / "example.flac"
 EXAMPLE_REFERENCE = PACKAGE / "examples" / "example.mid"
-# The shipped model scores note F 0.87 on the example (docs/training.md); a clear margin below
-# that catches a broken model, export or decoder without failing on harmless retraining.
+# The shipped separation graph scores note F 0.84 on the example with K estimated (the one-track
+# model 0.90; 2026-11-30, night); a clear margin below that catches a broken model, export or
+# decoder without failing on harmless retraining.
 MIN_EXAMPLE_NOTE_F = 0.7
 
 
-# With K estimated (3) the shipped separation scores a separated note F of 0.76 on the example
-# (docs/benchmarks.md); this margin catches a broken timbre branch, export or clustering.
+# With K estimated (3) the shipped separation scores a separated note F of 0.72 on the example
+# (2026-11-30, night); this margin catches a broken timbre branch, export or clustering.
 MIN_EXAMPLE_SEPARATED_F = 0.6
 
 
