@@ -7,7 +7,7 @@ from pathlib import Path
 from timbrescribe.training.commands import add_timbre_arguments, run_timbre
 
 # The note model of the shipped separation graph (docs/training.md, "What ships").
-DEFAULT_NOTE_MODEL = Path(__file__).resolve().parents[3] / "checkpoints" / "agnostic-light" / "calibrated.pt"
+DEFAULT_NOTE_MODEL = Path(__file__).resolve().parents[3] / "checkpoints" / "agnostic-light-temporal" / "calibrated.pt"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
