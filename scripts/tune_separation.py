@@ -50,8 +50,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from timbrescribe.clustering import ClusterSettings, cluster_notes  # noqa: E402
 from timbrescribe.evaluation import layout  # noqa: E402
 from timbrescribe.evaluation.metrics import score_separated  # noqa: E402
-from timbrescribe.inference import SeparationSession  # noqa: E402
 from timbrescribe.decode import DecoderSettings  # noqa: E402
+from timbrescribe.inference import SeparationSession  # noqa: E402
+from timbrescribe.settings_file import tuning_record_path  # noqa: E402
 from timbrescribe.transcription import (  # noqa: E402
     TUNED_CLUSTERING_PATH, TUNED_SEPARATION_DECODER_PATH, analyse, tracks_from_clustering,
 )
@@ -207,7 +208,7 @@ def main() -> int:
         "tried": [{"settings": s.to_dict(), **r} for s, r in tuned["tried"]],
         "seconds": round(time.perf_counter() - started, 1),
     }
-    args.out.with_suffix(".tuning.json").write_text(json.dumps(record, indent=1) + "\n")
+    tuning_record_path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out} and its record ({record['seconds']} s)")
     if args.decoder_out is not None:
         decoder.to_json(args.decoder_out)
@@ -216,7 +217,7 @@ def main() -> int:
             "objective": "the clustering objective of scripts/tune_separation.py (estimated K), each candidate "
                          "with the clustering tuned for it", "settings": decoder.to_dict(), "candidates": compared,
         }
-        record_path = args.decoder_out.with_name(args.decoder_out.stem + ".tuning.json")
+        record_path = tuning_record_path(args.decoder_out)
         record_path.write_text(json.dumps(decoder_record, indent=2) + "\n")
         print(f"wrote {args.decoder_out} and {record_path}")
     return 0

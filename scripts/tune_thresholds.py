@@ -21,6 +21,7 @@ from pathlib import Path
 from timbrescribe import tuning
 from timbrescribe.decode import DecoderSettings
 from timbrescribe.inference import DEFAULT_MODEL_PATH, AgnosticSession
+from timbrescribe.settings_file import tuning_record_path
 from timbrescribe.transcription import tuned_decoder_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +117,7 @@ def main() -> None:
         "chosen": {s: scores_row(v) for s, v in chosen.items()},
         "defaults": {s: scores_row(v) for s, v in defaults.items()},
     }
-    record_path = args.out.with_name(args.out.stem + ".tuning.json")
+    record_path = tuning_record_path(args.out)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out} and {record_path}")
 

@@ -17,6 +17,7 @@ from timbrescribe.evaluation.metrics import score_notes, score_separated
 from timbrescribe.export import card_path_for
 from timbrescribe.inference import DEFAULT_MODEL_PATH, SEPARATION_MODEL_PATH, AgnosticSession, energy_model_path
 from timbrescribe.notes import Note
+from timbrescribe.settings_file import tuning_record_path
 from timbrescribe.transcription import TUNED_CLUSTERING_PATH, TUNED_DECODER_PATH, TUNED_SEPARATION_DECODER_PATH, tuned_decoder_path
 
 PACKAGE = Path(timbrescribe.__file__).parent
@@ -74,7 +75,7 @@ def test_model_cards_match_the_graphs(network):
 def test_clustering_settings_were_tuned_on_the_shipped_separation_model():
     from timbrescribe.tuning import model_fingerprint
 
-    record = json.loads(TUNED_CLUSTERING_PATH.with_suffix(".tuning.json").read_text())
+    record = json.loads(tuning_record_path(TUNED_CLUSTERING_PATH).read_text())
     assert record["model_fingerprint"] == model_fingerprint(SEPARATION_MODEL_PATH)
     assert json.loads(TUNED_CLUSTERING_PATH.read_text()) == record["chosen"]
 
@@ -107,7 +108,7 @@ def test_decoder_settings_were_tuned_on_the_shipped_graph(separation):
     from timbrescribe.tuning import model_fingerprint
 
     settings = tuned_decoder_path(separation)
-    record = json.loads(settings.with_name(settings.stem + ".tuning.json").read_text())
+    record = json.loads(tuning_record_path(settings).read_text())
     graph = SEPARATION_MODEL_PATH if separation else DEFAULT_MODEL_PATH
     assert record["model"]["fingerprint"] == model_fingerprint(graph)
     assert json.loads(settings.read_text()) == record["settings"]

@@ -9,6 +9,12 @@ from typing import TypeVar
 T = TypeVar("T", bound="JsonSettings")
 
 
+def tuning_record_path(settings_path: str | Path) -> Path:
+    """``<stem>.tuning.json`` beside a tuned settings file: how its settings were chosen."""
+    settings_path = Path(settings_path)
+    return settings_path.with_name(settings_path.stem + ".tuning.json")
+
+
 class JsonSettings:
     """Mixin for a frozen dataclass of settings: dict and JSON file round trips. ``kind`` names
     the settings in error messages."""
