@@ -250,17 +250,21 @@ def test_separation_export_matches_torch_and_chunking(tmp_path, time_stride):
 
 
 @pytest.mark.slow
-def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_pass(tmp_path):
+@pytest.mark.parametrize("layout, onsets", [("temporal", False), ("light-temporal-onsets", True)])
+def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_pass(layout, onsets, tmp_path):
     from timbrescribe.export import card_path_for
-    from timbrescribe.model import FrameContext
 
     torch.manual_seed(4)
-    model = AgnosticModel("temporal").eval()
+    model = AgnosticModel(layout).eval()
+    contexts = [model.note_branch.frame_context] + ([model.note_branch.onset_context] if onsets else [])
     with torch.no_grad():  # a trained-like refinement instead of the zero start
-        model.note_branch.frame_context.out.weight.normal_(0.0, 0.5)
+        for context in contexts:
+            context.out.weight.normal_(0.0, 0.5)
     network, _ = export_agnostic_onnx(model, tmp_path / "agnostic.onnx")
     session = AgnosticSession(network, threads=1)
-    expected = 77 + 9 + FrameContext.REACH  # the front end, the note branch's convolutions, FrameContext
+    # the front end, the note branch's convolutions, the time contexts
+    expected = 77 + 9 + sum(context.reach for context in contexts)
+    assert expected == (154 if onsets else 126)
     assert session.context_frames == expected == json.loads(card_path_for(network).read_text())["context_frames"]
     assert expected % CHUNK_FRAME_MULTIPLE == 0
     audio = _music(12.0, seed=5)

@@ -33,17 +33,24 @@ def test_trainable_parameter_count(model):
     # the light layouts: the octave context without its time taps (16 x 8 x 25 x 2 fewer weights)
     assert count_trainable_parameters(AgnosticModel("light")) == 18970 - 6400 == 12570
     assert count_trainable_parameters(AgnosticModel("light-temporal")) == 12570 + 1329
+    # with the onset refinement too: a second TimeContext of the same size
+    assert count_trainable_parameters(AgnosticModel("light-temporal-onsets")) == 12570 + 2 * 1329 == 15228
 
 
-def test_frame_context_starts_as_the_identity_and_reaches_40_frames():
+@pytest.mark.parametrize("plain, refined, context, reach", [
+    ("published", "temporal", "frame_context", 40),
+    ("light-temporal", "light-temporal-onsets", "onset_context", 28),
+])
+def test_a_time_context_starts_as_the_identity_and_reaches_its_frames(plain, refined, context, reach):
     torch.manual_seed(2)
-    published, temporal = AgnosticModel().eval(), AgnosticModel("temporal").eval()
-    temporal.load_state_dict(published.state_dict(), strict=False)
+    before_model, after_model = AgnosticModel(plain).eval(), AgnosticModel(refined).eval()
+    after_model.load_state_dict(before_model.state_dict(), strict=False)
     audio = _audio(1, 20000, seed=3)
     with torch.no_grad():
-        for before, after in zip(published.logits(audio), temporal.logits(audio)):
+        for before, after in zip(before_model.logits(audio), after_model.logits(audio)):
             torch.testing.assert_close(after, before)
-    context = temporal.note_branch.frame_context
+    context = getattr(after_model.note_branch, context)
+    assert context.reach == reach
     with torch.no_grad():
         context.out.weight.fill_(1.0)
         onset = torch.full((1, N_PITCHES, 201), -5.0)
@@ -51,8 +58,21 @@ def test_frame_context_starts_as_the_identity_and_reaches_40_frames():
         note[0, 10, 100] = 5.0  # one confident cell
         changed = (context(onset, note) - context(onset, onset.clone())).abs() > 0
     reached = changed[0, 10].nonzero().flatten()
-    assert reached.min() == 60 and reached.max() == 140  # ±40 frames
+    assert reached.min() == 100 - reach and reached.max() == 100 + reach
     assert not changed[0, [9, 11]].any()  # rows are refined independently
+
+
+def test_the_onset_context_refines_onsets_after_the_frames():
+    torch.manual_seed(5)
+    model = AgnosticModel("light-temporal-onsets").eval()
+    audio = _audio(1, 20000, seed=6)
+    with torch.no_grad():
+        model.note_branch.onset_context.out.bias.fill_(1.5)
+        onset, frame = model.logits(audio)
+        model.note_branch.onset_context.out.bias.zero_()
+        plain_onset, plain_frame = model.logits(audio)
+    torch.testing.assert_close(frame, plain_frame)  # the frames do not see the onset refinement
+    torch.testing.assert_close(onset, plain_onset + 1.5)
 
 
 def test_unknown_layout_is_refused():

@@ -18,6 +18,8 @@ from timbrescribe.training.agnostic import (
     clip_scores,
     crop_batch,
     curriculum_frames,
+    selection_score,
+    start_from,
     train_loader,
     train_step,
 )
@@ -260,6 +262,24 @@ def test_cli_trains_only_the_parts_a_layout_adds_to_init_weights(smoke_data, tmp
     assert _train(smoke_data, tmp_path / "same", "--steps", "1", "--init", str(published / "best.pt"),
                   "--freeze-init") == 2
     assert "holds every parameter of the layout; nothing to train" in capsys.readouterr().err
+
+
+def test_selection_follows_note_f_note_and_frame_f_or_the_loss():
+    scores = {"val_loss": 0.006, "val_note_f": 0.8, "val_frame_f": 0.7}
+    assert selection_score(scores, "note") == 0.8
+    assert selection_score(scores, "note+frame") == pytest.approx(1.5)
+    better = {**scores, "val_loss": 0.005, "val_note_f": 0.1}
+    assert selection_score(better, "loss") > selection_score(scores, "loss") > Progress().best_note_f
+
+
+def test_the_onset_refinement_is_all_that_trains_on_light_temporal_weights(tmp_path):
+    from timbrescribe.model import AgnosticModel
+
+    torch.save(AgnosticModel("light-temporal").state_dict(), tmp_path / "light-temporal.pt")
+    model = AgnosticModel("light-temporal-onsets")
+    start_from(model, tmp_path / "light-temporal.pt", freeze=True)
+    trained = {name.split(".")[1] for name, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"onset_context"}
 
 
 def test_a_light_layout_starts_from_published_weights_with_the_octave_taps_summed(tmp_path):

@@ -23,7 +23,7 @@ from timbrescribe.frontend import CQT, frame_energy, log_scale_from_moments
 from timbrescribe.inference import (
     CONTEXT_FRAMES, CONTEXT_METADATA_KEY, FRONT_END_REACH_FRAMES, NOTE_BRANCH_REACH_FRAMES, energy_model_path,
 )
-from timbrescribe.model import AgnosticModel, FrameContext, SeparationModel
+from timbrescribe.model import AgnosticModel, SeparationModel
 from timbrescribe.outputs import atomic_path
 
 _EXAMPLE_SAMPLES = 30000
@@ -60,12 +60,13 @@ def export_separation_onnx(model: SeparationModel, path: str | Path) -> tuple[Pa
 
 def context_frames(model: AgnosticModel | SeparationModel) -> int:
     """Frames of context the chunks of ``model``'s graph need on each side: inference.CONTEXT_FRAMES,
-    or for a note branch with a FrameContext, exactly what its frames reach (the front end, the
-    note branch's convolutions and the FrameContext: 126, which also covers a timbre branch)."""
+    or for a note branch with time contexts, exactly what its frames reach (the front end, the
+    note branch's convolutions and the time contexts: 126 with the frame context, 154 with the
+    onset context too; both cover a timbre branch)."""
     note_branch = (model.agnostic if isinstance(model, SeparationModel) else model).note_branch
-    if not note_branch.refines_frames:
+    if not note_branch.time_reach():
         return CONTEXT_FRAMES
-    return FRONT_END_REACH_FRAMES + NOTE_BRANCH_REACH_FRAMES + FrameContext.REACH
+    return FRONT_END_REACH_FRAMES + NOTE_BRANCH_REACH_FRAMES + note_branch.time_reach()
 
 
 def _export(model: nn.Module, cqt: CQT, outputs: list[str], path: str | Path) -> tuple[Path, Path]:

@@ -49,7 +49,7 @@ CONTEXT_FRAMES = 96
 # 69 + 8 frames and the note branch's convolutions' 9.
 FRONT_END_REACH_FRAMES = 77
 NOTE_BRANCH_REACH_FRAMES = 9
-# A network that reaches further in time (the "temporal" layout's FrameContext) states the
+# A network that reaches further in time (the "temporal" layouts' TimeContexts) states the
 # context it needs under this key of its ONNX metadata (export.py); without it, CONTEXT_FRAMES.
 CONTEXT_METADATA_KEY = "context_frames"
 # Chunks keep a multiple of this many frames, so that with CONTEXT_FRAMES (a multiple too) every

@@ -50,29 +50,35 @@ class HarmonicAggregation(nn.Module):
         return hidden + self.mix(harmonic_stack(self.project(hidden), DEPTH_HARMONIC_SHIFTS))
 
 
-class FrameContext(nn.Module):
-    """Refines the frame logits of every pitch row from that row's onset and frame probabilities
-    over ±REACH frames (±0.46 s): three dilated convolutions along time, shared by all rows, whose
-    output is added to the frame logits. The convolutions before it see ±9 frames, too little to
-    tell a held note's quiet decay from a released one; this sees the onset and the decay before.
+class TimeContext(nn.Module):
+    """A correction to one map's logits in every pitch row from that row's onset and frame
+    probabilities over ±reach frames: three dilated convolutions of 9 taps along time, shared by
+    all rows. The convolutions before it see ±9 frames, too little to tell a held note's quiet
+    decay from a released one, or a new note from a bow change or vibrato inside a held one.
     The last layer starts at zero, so a model extended with it gives the maps it gave before."""
 
-    REACH = 40  # frames each way: 4 x 2 + 4 x 4 + 4 x 4
-
-    def __init__(self, channels: int = 8) -> None:
+    def __init__(self, dilations: tuple[int, int, int], channels: int = 8) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(2, channels, (1, 9), padding=(0, 8), dilation=(1, 2)), nn.ReLU(),
-            nn.Conv2d(channels, channels, (1, 9), padding=(0, 16), dilation=(1, 4)), nn.ReLU(),
-            nn.Conv2d(channels, channels, (1, 9), padding=(0, 16), dilation=(1, 4)), nn.ReLU(),
-        )
+        self.reach = sum(4 * dilation for dilation in dilations)  # frames each way
+        widths = (2, channels, channels)
+        self.layers = nn.Sequential(*(
+            module for width, dilation in zip(widths, dilations)
+            for module in (nn.Conv2d(width, channels, (1, 9), padding=(0, 4 * dilation), dilation=(1, dilation)),
+                           nn.ReLU())
+        ))
         self.out = nn.Conv2d(channels, 1, (1, 1))
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, onset_logits: torch.Tensor, note_logits: torch.Tensor) -> torch.Tensor:
+        """The correction (B, 84, T) to add to the refined map's logits."""
         probabilities = torch.sigmoid(torch.stack([onset_logits, note_logits], dim=1))
-        return note_logits + self.out(self.layers(probabilities)).squeeze(1)
+        return self.out(self.layers(probabilities)).squeeze(1)
+
+
+# The frame map's refinement reaches ±40 frames (±0.46 s), the onset map's, after it, ±28 (±0.33 s).
+FRAME_CONTEXT_DILATIONS = (2, 4, 4)
+ONSET_CONTEXT_DILATIONS = (1, 2, 4)
 
 
 class NoteBranch(nn.Module):
@@ -83,12 +89,14 @@ class NoteBranch(nn.Module):
     the first and after the last 16-channel layer), a 3x3 conv making the residual onto the input
     stack (21,918 parameters); its ONNX graph takes 1.48x the published one's one-thread CPU time
     (scripts/bench_agnostic.py): the stacking at depth is data movement (pad, slice, concat).
-    "temporal": the published layout whose frame logits FrameContext refines (+1,329 parameters;
+    "temporal": the published layout whose frame logits a TimeContext refines (+1,329 parameters;
     its graphs need 126 frames of chunk context instead of 96: export.context_frames).
     "light": the published layout with a 25x1 octave context (no time taps: 12,570 parameters),
     the conv that takes most of the published graph's time; its ONNX graph takes 0.64x the
     published one's network time (scripts/bench_graphs.py, docs/benchmarks.md).
-    "light-temporal": light + FrameContext (13,899 parameters).
+    "light-temporal": light + that frame refinement (13,899 parameters). "light-temporal-onsets":
+    light-temporal whose onset logits a second TimeContext refines after the frames (15,228
+    parameters; 154 frames of chunk context).
 
     The stride-3 heads put output row k on stacked bin 3k+1 (MIDI 24+k): a kernel of odd height h
     centred there starts at 3k+1-h//2, i.e. symmetric frequency padding h//2 - 1, giving 84 rows.
@@ -116,9 +124,12 @@ class NoteBranch(nn.Module):
             _conv_bn(16, 7, (7, 3), stride=(3, 1), padding=(3 - 1, 1)), nn.ReLU()
         )
         self.onset_head = nn.Conv2d(8, 1, (3, 5), padding=(1, 2))
-        self.refines_frames = layout.endswith("temporal")
+        self.refines_frames = "temporal" in layout
         if self.refines_frames:
-            self.frame_context = FrameContext()
+            self.frame_context = TimeContext(FRAME_CONTEXT_DILATIONS)
+        self.refines_onsets = layout.endswith("onsets")
+        if self.refines_onsets:
+            self.onset_context = TimeContext(ONSET_CONTEXT_DILATIONS)
 
     def forward(self, stacked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.layout != "harmonic":
@@ -133,8 +144,15 @@ class NoteBranch(nn.Module):
         onset_logits = self.onset_head(onset_input).squeeze(1)
         note_logits = note_logits.squeeze(1)
         if self.refines_frames:
-            note_logits = self.frame_context(onset_logits, note_logits)
+            note_logits = note_logits + self.frame_context(onset_logits, note_logits)
+        if self.refines_onsets:
+            onset_logits = onset_logits + self.onset_context(onset_logits, note_logits)
         return onset_logits, note_logits
+
+    def time_reach(self) -> int:
+        """Frames each way that the time contexts add to the convolutions' reach (0 without)."""
+        return ((self.frame_context.reach if self.refines_frames else 0)
+                + (self.onset_context.reach if self.refines_onsets else 0))
 
 
 class AgnosticModel(nn.Module):
@@ -301,6 +319,8 @@ def weights_layout(state: dict) -> str:
     if octave is None:
         return "harmonic"
     light = octave.shape[-1] == 1
+    if "note_branch.onset_context.out.weight" in state:
+        return "light-temporal-onsets"
     if "note_branch.frame_context.out.weight" in state:
         return "light-temporal" if light else "temporal"
     return "light" if light else "published"

@@ -193,6 +193,16 @@ def clip_scores(onset_ref: np.ndarray, frame_ref: np.ndarray, estimate: list[Not
     return note_scores(reference, estimate, with_offsets=False).f, frame_scores(reference, estimate).f
 
 
+def selection_score(scores: dict[str, float], select: str) -> float:
+    """What best.pt and the learning-rate schedule follow (higher is better): note onset F, note F
+    + frame F, or minus the validation loss ("loss": for a run that trains only the onset head's
+    refinement, whose uncalibrated peaks rarely reach the default onset threshold that
+    validation decodes with, so its note F barely moves)."""
+    if select == "loss":
+        return -scores["val_loss"]
+    return scores["val_note_f"] + (scores["val_frame_f"] if select == "note+frame" else 0.0)
+
+
 # ---------------------------------------------------------------------------- checkpoints
 
 
@@ -254,7 +264,7 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
 
     def validate_and_log() -> None:
         scores = validate(model, val, config.batch_size)
-        selected = scores["val_note_f"] + (scores["val_frame_f"] if config.select == "note+frame" else 0.0)
+        selected = selection_score(scores, config.select)
         scheduler.step(selected)
         if selected > progress.best_note_f:
             progress.best_note_f = selected

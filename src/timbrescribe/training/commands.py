@@ -43,7 +43,7 @@ class _RunConfig:
 
 
 # The validation scores --select can follow (TrainConfig.select).
-SELECT_SCORES = ("note", "note+frame")
+SELECT_SCORES = ("note", "note+frame", "loss")
 
 
 @dataclass
@@ -68,13 +68,14 @@ _HELP = {
     "clip_frames": "clip length in frames (86.13 frames/s; 430 = 5 s)",
     "layout": "note branch layout: published (DESIGN.md §3), harmonic (harmonic aggregation at two "
               "depths), temporal (published + a refinement of the frame logits over ±0.46 s), light "
-              "(published with a 25x1 octave context: 0.64x the network time) or light-temporal (light "
-              "+ that refinement); resume a run with the layout it was started with",
+              "(published with a 25x1 octave context: 0.64x the network time), light-temporal (light "
+              "+ that refinement) or light-temporal-onsets (light-temporal + a refinement of the onset "
+              "logits over ±0.33 s); resume a run with the layout it was started with",
     "init": "start a new run from these note-model weights (best.pt, calibrated.pt); parameters of "
             "--layout that they lack start fresh (empty = random start)",
     "freeze_init": "train only the parameters --init lacks; the others, batch-norm statistics included, stay fixed",
-    "select": "what best.pt and the learning-rate schedule follow on validation: note (note onset F) "
-              "or note+frame (note onset F + frame F)",
+    "select": "what best.pt and the learning-rate schedule follow on validation: note (note onset F), "
+              "note+frame (note onset F + frame F) or loss (the lowest validation loss)",
     "curriculum_steps": "ramp the clip length linearly from --start-clip-frames to --clip-frames over "
                         "this many steps (0 = no curriculum)",
     "start_clip_frames": "clip length at step 0 when --curriculum-steps > 0",
@@ -269,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         result = train(config)
     status = "stopped at the time limit" if result.stopped_by_time_limit else "finished"
     print(f"training {status} at step {result.step}")
-    score = "note F + frame F" if config.select == "note+frame" else "note onset F"
+    score = {"note": "note onset F", "note+frame": "note F + frame F", "loss": "minus loss"}[config.select]
     print(f"best model: {result.best_path} (validation {score} {result.best_note_f:.4f})")
     if args.export_onnx:
         from timbrescribe.export import export_agnostic_onnx

@@ -119,7 +119,8 @@ def run_steps(
             progress.step += 1
             progress.elapsed_s = elapsed_before + time.monotonic() - started
             bar.update(1)
-            bar.set_postfix(loss=loss_text, best=f"{max(progress.best_note_f, 0.0):.3f}")
+            best = f"{progress.best_note_f:.4g}" if progress.best_note_f > Progress.best_note_f else "-"
+            bar.set_postfix(loss=loss_text, best=best)
             stopped_by_time = time.monotonic() >= deadline
             finished = stopped_by_time or progress.step >= config.steps
             if finished or progress.step % config.val_every == 0:
