@@ -63,10 +63,8 @@ def context_frames(model: AgnosticModel | SeparationModel) -> int:
     or for a note branch with time contexts, exactly what its frames reach (the front end, the
     note branch's convolutions and the time contexts: 126 with the frame context, 154 with the
     onset context too; both cover a timbre branch)."""
-    note_branch = (model.agnostic if isinstance(model, SeparationModel) else model).note_branch
-    if not note_branch.time_reach():
-        return CONTEXT_FRAMES
-    return FRONT_END_REACH_FRAMES + NOTE_BRANCH_REACH_FRAMES + note_branch.time_reach()
+    reach = (model.agnostic if isinstance(model, SeparationModel) else model).note_branch.time_reach()
+    return FRONT_END_REACH_FRAMES + NOTE_BRANCH_REACH_FRAMES + reach if reach else CONTEXT_FRAMES
 
 
 def _export(model: nn.Module, cqt: CQT, outputs: list[str], path: str | Path) -> tuple[Path, Path]:

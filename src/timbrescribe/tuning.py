@@ -237,11 +237,7 @@ def tried_values(search: Search, names: Iterable[str]) -> dict[str, list]:
 def _can_extend(settings: DecoderSettings, name: str, value, step) -> bool:
     """Whether DecoderSettings allows ``value + step`` for ``name`` (a threshold beyond 0 or 1, or
     a negative count or length, is not a range that could be widened)."""
-    try:
-        dataclasses.replace(settings, **{name: value + step})
-    except ValueError:
-        return False
-    return True
+    return bool(grid(settings, {name: (value + step,)}))
 
 
 def edge_settings(search: Search, names: Iterable[str]) -> list[str]:

@@ -42,8 +42,8 @@ class _RunConfig:
     resume: str | None = None
 
 
-# The validation scores --select can follow (TrainConfig.select).
-SELECT_SCORES = ("note", "note+frame", "loss")
+# The validation scores --select can follow (TrainConfig.select), with how the result names them.
+SELECT_SCORES = {"note": "note onset F", "note+frame": "note F + frame F", "loss": "minus loss"}
 
 
 @dataclass
@@ -199,7 +199,7 @@ def _check(config) -> None:
         raise UserError("--num-workers, --curriculum-steps and --time-limit must not be negative")
     if getattr(config, "layout", NOTE_LAYOUTS[0]) not in NOTE_LAYOUTS:
         raise UserError(f"--layout must be one of {', '.join(NOTE_LAYOUTS)}, got {config.layout!r}")
-    if getattr(config, "select", SELECT_SCORES[0]) not in SELECT_SCORES:
+    if getattr(config, "select", TrainConfig.select) not in SELECT_SCORES:
         raise UserError(f"--select must be one of {', '.join(SELECT_SCORES)}, got {config.select!r}")
     if getattr(config, "freeze_init", False) and not config.init:
         raise UserError("--freeze-init needs --init")
@@ -270,8 +270,7 @@ def run(args: argparse.Namespace) -> int:
         result = train(config)
     status = "stopped at the time limit" if result.stopped_by_time_limit else "finished"
     print(f"training {status} at step {result.step}")
-    score = {"note": "note onset F", "note+frame": "note F + frame F", "loss": "minus loss"}[config.select]
-    print(f"best model: {result.best_path} (validation {score} {result.best_note_f:.4f})")
+    print(f"best model: {result.best_path} (validation {SELECT_SCORES[config.select]} {result.best_note_f:.4f})")
     if args.export_onnx:
         from timbrescribe.export import export_agnostic_onnx
         from timbrescribe.model import load_agnostic_model
