@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from timbrescribe.constants import N_HARMONICS, N_PITCHES, N_STACKED_BINS, NOTE_LAYOUTS, n_frames
+from timbrescribe.constants import HARMONIC_SHIFTS, N_HARMONICS, N_PITCHES, N_STACKED_BINS, NOTE_LAYOUTS, n_frames
 from timbrescribe.errors import UserError
 from timbrescribe.frontend import frame_energy, log_scale
 from timbrescribe.model import AgnosticModel, NoteBranch, count_trainable_parameters, load_agnostic_model
@@ -35,11 +35,14 @@ def test_trainable_parameter_count(model):
     assert count_trainable_parameters(AgnosticModel("light-temporal")) == 12570 + 1329
     # with the onset refinement too: a second TimeContext of the same size
     assert count_trainable_parameters(AgnosticModel("light-temporal-onsets")) == 12570 + 2 * 1329 == 15228
+    # both refinements seeing the input level too: 9 taps into 8 channels each
+    assert count_trainable_parameters(AgnosticModel("light-temporal-energy-onsets")) == 15228 + 2 * 72 == 15372
 
 
 @pytest.mark.parametrize("plain, refined, context, reach", [
     ("published", "temporal", "frame_context", 40),
     ("light-temporal", "light-temporal-onsets", "onset_context", 28),
+    ("light-temporal-onsets", "light-temporal-energy-onsets", "frame_context", 40),
 ])
 def test_a_time_context_starts_as_the_identity_and_reaches_its_frames(plain, refined, context, reach):
     torch.manual_seed(2)
@@ -56,10 +59,38 @@ def test_a_time_context_starts_as_the_identity_and_reaches_its_frames(plain, ref
         onset = torch.full((1, N_PITCHES, 201), -5.0)
         note = onset.clone()
         note[0, 10, 100] = 5.0  # one confident cell
-        changed = (context(onset, note) - context(onset, onset.clone())).abs() > 0
+        level = torch.zeros_like(onset)
+        changed = (context(onset, note, level) - context(onset, onset.clone(), level)).abs() > 0
     reached = changed[0, 10].nonzero().flatten()
     assert reached.min() == 100 - reach and reached.max() == 100 + reach
     assert not changed[0, [9, 11]].any()  # rows are refined independently
+
+
+def test_the_level_input_reaches_the_energy_contexts_rows_alone():
+    torch.manual_seed(8)
+    model = AgnosticModel("light-temporal-energy-onsets").eval()
+    context = model.note_branch.frame_context
+    with torch.no_grad():
+        context.out.weight.fill_(1.0)
+        context.energy.weight.fill_(1.0)
+        probabilities = torch.full((1, N_PITCHES, 201), -5.0)
+        level = torch.zeros_like(probabilities)
+        loud = level.clone()
+        loud[0, 20, 100] = 1.0
+        changed = (context(probabilities, probabilities, loud) - context(probabilities, probabilities, level)).abs() > 0
+    reached = changed[0, 20].nonzero().flatten()
+    assert reached.min() == 100 - 40 and reached.max() == 100 + 40
+    assert not changed[0, [19, 21]].any()
+    # in the model, the level is the fundamental's row of the harmonic stack at bin 3k + 1
+    stacked = torch.zeros(1, 8, 252, 50)
+    stacked[0, HARMONIC_SHIFTS.index(0), 3 * 20 + 1, 25] = 1.0
+    with torch.no_grad():
+        model.note_branch.frame_context.energy.weight.zero_()
+        quiet = model.note_branch(stacked)
+        model.note_branch.frame_context.energy.weight.fill_(1.0)
+        louder = model.note_branch(stacked)
+    moved = (louder[1] - quiet[1]).abs() > 0
+    assert moved[0, 20].any() and not moved[0, 19].any() and not moved[0, 21].any()
 
 
 def test_the_onset_context_refines_onsets_after_the_frames():

@@ -168,6 +168,8 @@ def test_command_rejects_bad_inputs(tmp_path):
         commands.config_from_args(_parse([*base, "--select", "frame"]))
     with pytest.raises(UserError, match="--freeze-init needs --init"):
         commands.config_from_args(_parse([*base, "--freeze-init"]))
+    with pytest.raises(UserError, match="--unfreeze needs --freeze-init"):
+        commands.config_from_args(_parse([*base, "--unfreeze", "note_branch.frame_context"]))
     with pytest.raises(UserError, match="weights to start from not found"):
         commands.config_from_args(_parse([*base, "--init", str(tmp_path / "best.pt")]))
 
@@ -280,6 +282,20 @@ def test_the_onset_refinement_is_all_that_trains_on_light_temporal_weights(tmp_p
     start_from(model, tmp_path / "light-temporal.pt", freeze=True)
     trained = {name.split(".")[1] for name, p in model.named_parameters() if p.requires_grad}
     assert trained == {"onset_context"}
+
+
+def test_unfreeze_trains_the_named_parts_beside_the_new_ones(tmp_path):
+    from timbrescribe.model import AgnosticModel
+
+    torch.save(AgnosticModel("light-temporal-onsets").state_dict(), tmp_path / "onsets.pt")
+    model = AgnosticModel("light-temporal-energy-onsets")
+    start_from(model, tmp_path / "onsets.pt", freeze=True, unfreeze=("note_branch.frame_context",))
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trained == {name for name, _ in model.named_parameters()
+                       if name.startswith("note_branch.frame_context") or name.endswith("energy.weight")}
+    assert "note_branch.onset_context.out.weight" not in trained
+    with pytest.raises(UserError, match="--unfreeze note_branch.frames: no parameter"):
+        start_from(model, tmp_path / "onsets.pt", freeze=True, unfreeze=("note_branch.frames",))
 
 
 def test_a_light_layout_starts_from_published_weights_with_the_octave_taps_summed(tmp_path):

@@ -15,7 +15,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from timbrescribe.constants import (
-    DEPTH_HARMONIC_SHIFTS, EMBEDDING_DIM, N_HARMONICS, NOTE_LAYOUTS, TIMBRE_TIME_STRIDES,
+    BINS_PER_SEMITONE, DEPTH_HARMONIC_SHIFTS, EMBEDDING_DIM, HARMONIC_SHIFTS, N_HARMONICS, NOTE_LAYOUTS,
+    TIMBRE_TIME_STRIDES,
 )
 from timbrescribe.errors import UserError
 from timbrescribe.frontend import Frontend, harmonic_stack
@@ -55,25 +56,39 @@ class TimeContext(nn.Module):
     probabilities over ±reach frames: three dilated convolutions of 9 taps along time, shared by
     all rows. The convolutions before it see ±9 frames, too little to tell a held note's quiet
     decay from a released one, or a new note from a bow change or vibrato inside a held one.
-    The last layer starts at zero, so a model extended with it gives the maps it gave before."""
+    The last layer starts at zero, so a model extended with it gives the maps it gave before.
 
-    def __init__(self, dilations: tuple[int, int, int], channels: int = 8) -> None:
+    ``energy``: the first layer also sees the row's input level (the fundamental's normalised log
+    power), through taps of its own that start at zero: a held note's decay falls smoothly from its
+    attack, a released one drops, whatever the probabilities made of them."""
+
+    def __init__(self, dilations: tuple[int, int, int], channels: int = 8, energy: bool = False) -> None:
         super().__init__()
         self.reach = sum(4 * dilation for dilation in dilations)  # frames each way
         widths = (2, channels, channels)
-        self.layers = nn.Sequential(*(
-            module for width, dilation in zip(widths, dilations)
-            for module in (nn.Conv2d(width, channels, (1, 9), padding=(0, 4 * dilation), dilation=(1, dilation)),
-                           nn.ReLU())
-        ))
+        convs = [
+            nn.Conv2d(width, channels, (1, 9), padding=(0, 4 * dilation), dilation=(1, dilation))
+            for width, dilation in zip(widths, dilations)
+        ]
+        self.layers = nn.Sequential(*(module for conv in convs for module in (conv, nn.ReLU())))
+        self.energy = None
+        if energy:
+            self.energy = nn.Conv2d(1, channels, (1, 9), padding=convs[0].padding, dilation=convs[0].dilation, bias=False)
+            nn.init.zeros_(self.energy.weight)
         self.out = nn.Conv2d(channels, 1, (1, 1))
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, onset_logits: torch.Tensor, note_logits: torch.Tensor) -> torch.Tensor:
-        """The correction (B, 84, T) to add to the refined map's logits."""
+    def forward(
+        self, onset_logits: torch.Tensor, note_logits: torch.Tensor, level: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The correction (B, 84, T) to add to the refined map's logits; ``level`` (B, 84, T) is
+        the rows' input level, used when the context was built with ``energy``."""
         probabilities = torch.sigmoid(torch.stack([onset_logits, note_logits], dim=1))
-        return self.out(self.layers(probabilities)).squeeze(1)
+        hidden = self.layers[0](probabilities)
+        if self.energy is not None:
+            hidden = hidden + self.energy(level.unsqueeze(1))
+        return self.out(self.layers[1:](hidden)).squeeze(1)
 
 
 # The frame map's refinement reaches ±40 frames (±0.46 s), the onset map's, after it, ±28 (±0.33 s).
@@ -96,7 +111,9 @@ class NoteBranch(nn.Module):
     published one's network time (scripts/bench_graphs.py, docs/benchmarks.md).
     "light-temporal": light + that frame refinement (13,899 parameters). "light-temporal-onsets":
     light-temporal whose onset logits a second TimeContext refines after the frames (15,228
-    parameters; 154 frames of chunk context).
+    parameters; 154 frames of chunk context). "light-temporal-energy-onsets": light-temporal-onsets
+    whose two refinements also see each row's input level (TimeContext ``energy``; 15,372
+    parameters).
 
     The stride-3 heads put output row k on stacked bin 3k+1 (MIDI 24+k): a kernel of odd height h
     centred there starts at 3k+1-h//2, i.e. symmetric frequency padding h//2 - 1, giving 84 rows.
@@ -125,11 +142,12 @@ class NoteBranch(nn.Module):
         )
         self.onset_head = nn.Conv2d(8, 1, (3, 5), padding=(1, 2))
         self.refines_frames = "temporal" in layout
+        self.contexts_see_level = "energy" in layout
         if self.refines_frames:
-            self.frame_context = TimeContext(FRAME_CONTEXT_DILATIONS)
+            self.frame_context = TimeContext(FRAME_CONTEXT_DILATIONS, energy=self.contexts_see_level)
         self.refines_onsets = layout.endswith("onsets")
         if self.refines_onsets:
-            self.onset_context = TimeContext(ONSET_CONTEXT_DILATIONS)
+            self.onset_context = TimeContext(ONSET_CONTEXT_DILATIONS, energy=self.contexts_see_level)
 
     def forward(self, stacked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.layout != "harmonic":
@@ -143,10 +161,12 @@ class NoteBranch(nn.Module):
         onset_input = torch.cat([self.onset_features(hidden), torch.sigmoid(note_logits)], dim=1)
         onset_logits = self.onset_head(onset_input).squeeze(1)
         note_logits = note_logits.squeeze(1)
+        # The fundamental's level at each output row's stacked bin (3k + 1), (B, 84, T).
+        level = stacked[:, HARMONIC_SHIFTS.index(0), 1::BINS_PER_SEMITONE] if self.contexts_see_level else None
         if self.refines_frames:
-            note_logits = note_logits + self.frame_context(onset_logits, note_logits)
+            note_logits = note_logits + self.frame_context(onset_logits, note_logits, level)
         if self.refines_onsets:
-            onset_logits = onset_logits + self.onset_context(onset_logits, note_logits)
+            onset_logits = onset_logits + self.onset_context(onset_logits, note_logits, level)
         return onset_logits, note_logits
 
     def time_reach(self) -> int:
@@ -319,6 +339,8 @@ def weights_layout(state: dict) -> str:
     if octave is None:
         return "harmonic"
     light = octave.shape[-1] == 1
+    if "note_branch.onset_context.energy.weight" in state:
+        return "light-temporal-energy-onsets"
     if "note_branch.onset_context.out.weight" in state:
         return "light-temporal-onsets"
     if "note_branch.frame_context.out.weight" in state:

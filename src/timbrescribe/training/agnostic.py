@@ -209,13 +209,14 @@ def selection_score(scores: dict[str, float], select: str) -> float:
 # ---------------------------------------------------------------------------- the loop
 
 
-def start_from(model, path: Path, freeze: bool) -> None:
+def start_from(model, path: Path, freeze: bool, unfreeze: tuple[str, ...] = ()) -> None:
     """Load the note-model weights at ``path`` into ``model``; the parameters they lack keep their
     fresh values. A conv kernel of one time tap where the weights hold several (the light
     layouts' octave context) starts as the sum of those taps: the same output wherever the input
-    holds still over them. ``freeze``: only the parameters the weights lack are trained afterwards.
-    UserError when the weights hold parameters ``model`` lacks or shapes it has not, or no
-    parameter is left to train."""
+    holds still over them. ``freeze``: only the parameters the weights lack, and those whose names
+    start with one of ``unfreeze``, are trained afterwards. UserError when the weights hold
+    parameters ``model`` lacks or shapes it has not, a prefix names no parameter, or no parameter is
+    left to train."""
     from timbrescribe.model import read_weights
 
     state = read_weights(path)
@@ -232,8 +233,12 @@ def start_from(model, path: Path, freeze: bool) -> None:
     if unexpected:
         raise UserError(f"{path}: weights of another layout (holds {', '.join(unexpected[:3])}, ...)")
     if freeze:
+        names = [name for name, _ in model.named_parameters()]
+        for prefix in unfreeze:
+            if not any(name.startswith(prefix) for name in names):
+                raise UserError(f"--unfreeze {prefix}: no parameter of the {model.note_branch.layout} layout is named so")
         for name, parameter in model.named_parameters():
-            parameter.requires_grad_(name in missing)
+            parameter.requires_grad_(name in missing or name.startswith(tuple(unfreeze)))
         if not any(p.requires_grad for p in model.parameters()):
             raise UserError(f"--freeze-init: {path} holds every parameter of the layout; nothing to train")
 
@@ -248,7 +253,7 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
     seed_everything(config.seed)
     model = AgnosticModel(config.layout)
     if config.init:
-        start_from(model, Path(config.init), config.freeze_init)
+        start_from(model, Path(config.init), config.freeze_init, config.unfreeze_prefixes())
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

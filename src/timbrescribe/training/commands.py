@@ -53,6 +53,7 @@ class TrainConfig(_RunConfig):
     layout: str = "published"
     init: str = ""
     freeze_init: bool = False
+    unfreeze: str = ""
     select: str = "note"
     curriculum_steps: int = 0
     start_clip_frames: int = 172
@@ -60,6 +61,10 @@ class TrainConfig(_RunConfig):
     lr_patience: int = 3
     val_clips: int = 48
     val_clip_frames: int = 860
+
+    def unfreeze_prefixes(self) -> tuple[str, ...]:
+        """The parameter-name prefixes of --unfreeze."""
+        return tuple(prefix.strip() for prefix in self.unfreeze.split(",") if prefix.strip())
 
 
 _HELP = {
@@ -70,10 +75,13 @@ _HELP = {
               "depths), temporal (published + a refinement of the frame logits over ±0.46 s), light "
               "(published with a 25x1 octave context: 0.64x the network time), light-temporal (light "
               "+ that refinement) or light-temporal-onsets (light-temporal + a refinement of the onset "
-              "logits over ±0.33 s); resume a run with the layout it was started with",
+              "logits over ±0.33 s) or light-temporal-energy-onsets (both refinements also see each "
+              "row's input level); resume a run with the layout it was started with",
     "init": "start a new run from these note-model weights (best.pt, calibrated.pt); parameters of "
             "--layout that they lack start fresh (empty = random start)",
     "freeze_init": "train only the parameters --init lacks; the others, batch-norm statistics included, stay fixed",
+    "unfreeze": "with --freeze-init, also train the parameters whose names start with one of these "
+                "comma-separated prefixes (e.g. note_branch.frame_context,note_branch.onset_context)",
     "select": "what best.pt and the learning-rate schedule follow on validation: note (note onset F), "
               "note+frame (note onset F + frame F) or loss (the lowest validation loss)",
     "curriculum_steps": "ramp the clip length linearly from --start-clip-frames to --clip-frames over "
@@ -203,6 +211,8 @@ def _check(config) -> None:
         raise UserError(f"--select must be one of {', '.join(SELECT_SCORES)}, got {config.select!r}")
     if getattr(config, "freeze_init", False) and not config.init:
         raise UserError("--freeze-init needs --init")
+    if getattr(config, "unfreeze", "") and not config.freeze_init:
+        raise UserError("--unfreeze needs --freeze-init")
     if getattr(config, "init", "") and not Path(config.init).is_file():
         raise UserError(f"weights to start from not found: {config.init}")
     if getattr(config, "time_stride", TIMBRE_TIME_STRIDES[0]) not in TIMBRE_TIME_STRIDES:
