@@ -264,6 +264,11 @@ def test_cli_trains_only_the_parts_a_layout_adds_to_init_weights(smoke_data, tmp
     assert _train(smoke_data, tmp_path / "same", "--steps", "1", "--init", str(published / "best.pt"),
                   "--freeze-init") == 2
     assert "holds every parameter of the layout; nothing to train" in capsys.readouterr().err
+    assert _train(smoke_data, tmp_path / "wrong", "--steps", "1", "--layout", "temporal", "--init",
+                  str(published / "best.pt"), "--freeze-init", "--unfreeze", "note_branch.frames") == 2
+    assert "--unfreeze note_branch.frames: no parameter of the temporal layout" in capsys.readouterr().err
+    for refused in ("back", "same", "wrong"):  # nothing written for a refused start
+        assert not (tmp_path / refused).exists()
 
 
 def test_selection_follows_note_f_note_and_frame_f_or_the_loss():

@@ -248,12 +248,12 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
     from timbrescribe.model import AgnosticModel
 
     torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     model = AgnosticModel(config.layout)
-    if config.init:
+    if config.init:  # refused init weights or --unfreeze prefixes leave no output folder behind
         start_from(model, Path(config.init), config.freeze_init, config.unfreeze_prefixes())
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -74,7 +74,7 @@ _HELP = {
     "layout": "note branch layout: published (DESIGN.md §3), harmonic (harmonic aggregation at two "
               "depths), temporal (published + a refinement of the frame logits over ±0.46 s), light "
               "(published with a 25x1 octave context: 0.64x the network time), light-temporal (light "
-              "+ that refinement) or light-temporal-onsets (light-temporal + a refinement of the onset "
+              "+ that refinement), light-temporal-onsets (light-temporal + a refinement of the onset "
               "logits over ±0.33 s) or light-temporal-energy-onsets (both refinements also see each "
               "row's input level); resume a run with the layout it was started with",
     "init": "start a new run from these note-model weights (best.pt, calibrated.pt); parameters of "
