@@ -119,6 +119,30 @@ def test_config_caps_polyphony_and_low_octave_weights_shift_register():
     assert np.median(pitches) < 48
 
 
+def _mean_sounding(notes) -> float:
+    """Mean number of notes at once over the 20 ms steps where any sounds."""
+    roll = np.zeros(int(max(n.offset for n in notes) * 50) + 1)
+    for n in notes:
+        roll[int(n.onset * 50) : int(n.offset * 50)] += 1
+    return float(roll[roll > 0].mean())
+
+
+def test_extra_polyphony_makes_keyboard_parts_denser_and_leaves_monophonic_ones():
+    """The train-sampled-chords knobs: a piano part holds about twice as many notes at once
+    (up to 4 + 4), a flute stays monophonic."""
+    from timbrescribe.data.presets import PRESETS
+
+    dense = PRESETS["train-sampled-chords"].composer
+    plain, denser = [], []
+    for seed in range(40):
+        plain.append(_mean_sounding(compose(np.random.default_rng(seed), [0], 15.0).parts[0].notes))
+        part = compose(np.random.default_rng(seed), [0], 15.0, dense).parts[0]
+        assert _max_simultaneous(part.notes) <= 8
+        denser.append(_mean_sounding(part.notes))
+        assert _max_simultaneous(compose(np.random.default_rng(seed), [73], 8.0, dense).parts[0].notes) == 1
+    assert 1.7 < np.mean(plain) < 2.4 and 3.6 < np.mean(denser) < 4.6
+
+
 def test_rejects_bad_duration_and_every_family_composes():
     with pytest.raises(ValueError):
         compose(np.random.default_rng(0), [0], 0.0)

@@ -183,6 +183,25 @@ def test_sampled_programs_can_be_favoured_within_their_family():
     assert all(len(set(p)) == 2 for p in pairs)
 
 
+def test_the_piano_preset_draws_the_grand_piano_five_times_as_often():
+    """train-sampled-piano: with the sampled grands installed (program 0 favoured), a one-part
+    draw is an acoustic grand about 1 time in 4, against about 1 in 20 in train-sampled."""
+    import numpy as np
+
+    from timbrescribe.data.instruments import choose_programs
+
+    def grand_share(name: str) -> float:
+        preset = PRESETS[name]
+        rng = np.random.default_rng(1)
+        weights = {0: preset.sampled_program_weight}
+        draws = [choose_programs(rng, 1, 0.0, preset.family_weights, weights)[0] for _ in range(4000)]
+        return float(np.mean([p == 0 for p in draws]))
+
+    assert PRESETS["train-sampled-piano"].source_split == "train"
+    assert 0.2 < grand_share("train-sampled-piano") < 0.3  # 12/26.2 of parts piano, 8/15 of those
+    assert 0.03 < grand_share("train-sampled") < 0.06  # 4/18.2 piano, 2/9 of those
+
+
 def test_soundfont_presets_are_read_from_the_file():
     presets = sources.soundfont_presets(str(SOUNDFONTS["fluidr3"]))
     assert {(0, program) for program in (0, 40, 73)} <= presets

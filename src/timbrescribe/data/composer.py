@@ -29,6 +29,7 @@ class ComposerConfig:
     chord_prob: float = 0.3  # for polyphonic parts: an event is a chord
     chord_intervals: tuple[int, ...] = (4, 5, 7, 12)  # stacked above the lowest note
     max_polyphony: int | None = None  # cap on the instrument's own polyphony (None: no cap)
+    extra_polyphony: int = 0  # added to every polyphonic instrument's polyphony (dense keyboard writing)
     duration_mean: float = 0.45
     duration_std: float = 0.35
     duration_min: float = 0.08
@@ -129,6 +130,8 @@ def _compose_part(
 ) -> Part:
     low, high = pitch_range(program)
     polyphony = max_polyphony(program)
+    if polyphony > 1:
+        polyphony += config.extra_polyphony
     if config.max_polyphony is not None:
         polyphony = max(1, min(polyphony, config.max_polyphony))
     level = rng.uniform(*config.velocity_range)

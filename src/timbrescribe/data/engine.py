@@ -65,7 +65,7 @@ def _compose_music(preset: Preset, rng: np.random.Generator, programs: list[int]
         return score_piece(rng, programs, music_s)
     from timbrescribe.data.composer import compose
 
-    return compose(rng, programs, music_s)
+    return compose(rng, programs, music_s, preset.composer)
 
 
 def _fit_to_length(part: Part, duration: float) -> Part:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from timbrescribe.data.augment import AugmentConfig
+from timbrescribe.data.composer import ComposerConfig
 from timbrescribe.data.instruments import TRAIN_SOUNDFONTS, VALIDATION_SOUNDFONT
 from timbrescribe.errors import UserError
 
@@ -18,6 +19,9 @@ ACOUSTIC_FAMILY_WEIGHTS = {
     "bass": 0.5, "chromatic_percussion": 0.5, "organ": 0.5, "ensemble": 0.5, "ethnic": 0.3,
     "synth_lead": 0.2, "synth_pad": 0.2,
 }
+
+# The same with the piano family three times as likely.
+PIANO_FAMILY_WEIGHTS = {**ACOUSTIC_FAMILY_WEIGHTS, "piano": 3 * ACOUSTIC_FAMILY_WEIGHTS["piano"]}
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Preset:
     example_s: tuple[float, float]  # example length range in seconds
     default_hours: float  # dataset size when --hours is not given
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    composer: ComposerConfig = field(default_factory=ComposerConfig)  # the random composer's knobs
     # how often each GM family plays a part (instruments.choose_programs); None = all alike
     family_weights: Mapping[str, float] | None = None
     # None: each part draws one of ``soundfonts`` (the first presets). A split ("train",
@@ -91,6 +96,20 @@ HELD_OUT_SAMPLED = replace(
     sampled_program_weight=2.0,
 )
 
+# Every training timbre source installed here (GM banks and sampled SFZ instruments).
+TRAIN_SAMPLED = replace(
+    TRAIN_MIX,
+    name="train-sampled",
+    description="1-4 parts, mostly chamber-music families, every training timbre source "
+    "installed (GM banks and sampled SFZ instruments; docs/data.md)",
+    soundfonts=(),
+    part_counts=(1, 2, 3, 4),
+    part_weights=(0.2, 0.3, 0.3, 0.2),
+    family_weights=ACOUSTIC_FAMILY_WEIGHTS,
+    source_split="train",
+    sampled_program_weight=2.0,
+)
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -126,17 +145,26 @@ PRESETS: dict[str, Preset] = {
             family_weights=ACOUSTIC_FAMILY_WEIGHTS,
         ),
         VAL,
+        TRAIN_SAMPLED,
         replace(
-            TRAIN_MIX,
-            name="train-sampled",
-            description="1-4 parts, mostly chamber-music families, every training timbre source "
-            "installed (GM banks and sampled SFZ instruments; docs/data.md)",
-            soundfonts=(),
-            part_counts=(1, 2, 3, 4),
-            part_weights=(0.2, 0.3, 0.3, 0.2),
-            family_weights=ACOUSTIC_FAMILY_WEIGHTS,
-            source_split="train",
-            sampled_program_weight=2.0,
+            TRAIN_SAMPLED,
+            name="train-sampled-piano",
+            description="train-sampled with the piano family three times as likely and sampled "
+            "programs drawn 8:1 within their family: with the sampled grands installed, about one "
+            "part in six is an acoustic grand, two thirds of them sampled (docs/data.md)",
+            family_weights=PIANO_FAMILY_WEIGHTS,
+            sampled_program_weight=8.0,
+        ),
+        replace(
+            TRAIN_SAMPLED,
+            name="train-sampled-chords",
+            description="train-sampled-piano with denser writing for the polyphonic instruments "
+            "(piano, guitar, organ, ...): composed parts play chords 0.7 of the time instead of 0.3 "
+            "and hold up to 4 more notes at once (a composed piano part then holds 4.1 notes at "
+            "once on average instead of 2.0; TRIOS's piano parts hold 2.1-5.3; docs/data.md)",
+            family_weights=PIANO_FAMILY_WEIGHTS,
+            sampled_program_weight=8.0,
+            composer=ComposerConfig(chord_prob=0.7, extra_polyphony=4),
         ),
         HELD_OUT_SAMPLED,
         replace(

@@ -1,0 +1,93 @@
+"""How dense each part is, and how sure the note model is of its notes: the measurement behind the
+train-sampled-chords preset (docs/data.md, docs/training.md).
+
+For every part of a dataset (the evaluation layout, e.g. TRIOS, or a rendered dataset): how many of
+its notes sound at once (mean over the frames where it sounds), and, with a model, the frame
+probability of its notes in the full mix a quarter and half into each note, and the frame recall
+of the notes decoded from the mix (every part merged, as the agnostic scores count them).
+A rendered dataset prints one summary line per instrument (GM name) instead of a line per part,
+without the model.
+
+usage: python scripts/part_density.py DATASET [--model ONNX] [--decoder JSON] [--no-model]
+       [--limit N]
+"""
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from timbrescribe.constants import MIDI_MIN, N_PITCHES
+from timbrescribe.evaluation.layout import SyntheticPiece, read_dataset
+from timbrescribe.evaluation.metrics import FRAME_PERIOD, frame_roll
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "src" / "timbrescribe" / "weights"
+
+
+def notes_at_once(notes) -> float:
+    """Mean number of the notes sounding together, over the frames where any sounds."""
+    if not notes:
+        return 0.0
+    sounding = frame_roll(notes, int(max(n.offset for n in notes) / FRAME_PERIOD) + 1).sum(axis=0)
+    return float(sounding[sounding > 0].mean())
+
+
+def probability_into_notes(frame: np.ndarray, notes, fraction: float) -> float:
+    """Median frame probability of ``notes`` at ``fraction`` of each note's labelled length."""
+    values = []
+    for note in notes:
+        row = note.pitch - MIDI_MIN
+        index = int((note.onset + fraction * (note.offset - note.onset)) / FRAME_PERIOD)
+        if 0 <= row < N_PITCHES and index < frame.shape[1]:
+            values.append(frame[row, index])
+    return float(np.median(values)) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--model", type=Path, default=WEIGHTS / "agnostic.onnx")
+    parser.add_argument("--decoder", type=Path, default=None, help="decoder settings (default: the model's)")
+    parser.add_argument("--no-model", action="store_true", help="only count the notes at once")
+    parser.add_argument("--limit", type=int, default=None, help="first N pieces only")
+    args = parser.parse_args()
+
+    pieces = read_dataset(args.dataset)[: args.limit]
+    synthetic = isinstance(pieces[0], SyntheticPiece)
+    session = settings = None
+    if not (args.no_model or synthetic):
+        from timbrescribe.decode import DecoderSettings
+        from timbrescribe.inference import AgnosticSession
+
+        session = AgnosticSession(str(args.model))
+        settings = DecoderSettings.from_json(args.decoder or args.model.with_name("decoder.json"))
+    by_instrument: dict[str, list[float]] = defaultdict(list)
+    for piece in pieces:
+        frame = estimate = None
+        if session is not None:
+            from timbrescribe.decode import decode_notes
+
+            onset, frame = session.activations(piece.load_mix())
+            estimate = frame_roll(decode_notes(onset, frame, settings), frame.shape[1])
+        for part, notes in piece.parts.items():
+            density = notes_at_once(notes)
+            if synthetic:
+                by_instrument[part.rsplit("-", 1)[0]].append(density)
+                continue
+            line = f"{piece.name:12s} {part:10s} notes {len(notes):4d}  at once {density:.2f}"
+            if frame is not None:
+                reference = frame_roll(notes, frame.shape[1])
+                recall = (estimate & reference).sum() / max(reference.sum(), 1)
+                quarter, half = (probability_into_notes(frame, notes, f) for f in (0.25, 0.5))
+                line += f"  frame prob at 1/4 {quarter:.2f}, 1/2 {half:.2f}  frame recall {recall:.3f}"
+            print(line)
+    for name, values in sorted(by_instrument.items(), key=lambda item: -len(item[1])):
+        print(f"{name:28s} parts {len(values):4d}  at once: mean {np.mean(values):.2f}, "
+              f"90th percentile {np.percentile(values, 90):.2f}")
+
+
+if __name__ == "__main__":
+    main()
