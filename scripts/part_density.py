@@ -59,7 +59,7 @@ def main() -> None:
     synthetic = isinstance(pieces[0], SyntheticPiece)
     session = settings = None
     if not (args.no_model or synthetic):
-        from timbrescribe.decode import DecoderSettings
+        from timbrescribe.decode import DecoderSettings, decode_notes
         from timbrescribe.inference import AgnosticSession
 
         session = AgnosticSession(str(args.model))
@@ -68,8 +68,6 @@ def main() -> None:
     for piece in pieces:
         frame = estimate = None
         if session is not None:
-            from timbrescribe.decode import decode_notes
-
             onset, frame = session.activations(piece.load_mix())
             estimate = frame_roll(decode_notes(onset, frame, settings), frame.shape[1])
         for part, notes in piece.parts.items():

@@ -20,9 +20,6 @@ ACOUSTIC_FAMILY_WEIGHTS = {
     "synth_lead": 0.2, "synth_pad": 0.2,
 }
 
-# The same with the piano family three times as likely.
-PIANO_FAMILY_WEIGHTS = {**ACOUSTIC_FAMILY_WEIGHTS, "piano": 3 * ACOUSTIC_FAMILY_WEIGHTS["piano"]}
-
 
 @dataclass(frozen=True)
 class Preset:
@@ -110,6 +107,16 @@ TRAIN_SAMPLED = replace(
     sampled_program_weight=2.0,
 )
 
+TRAIN_SAMPLED_PIANO = replace(
+    TRAIN_SAMPLED,
+    name="train-sampled-piano",
+    description="train-sampled with the piano family three times as likely and sampled "
+    "programs drawn 8:1 within their family: with the sampled grands installed, about one "
+    "part in six is an acoustic grand, two thirds of them sampled (docs/data.md)",
+    family_weights={**ACOUSTIC_FAMILY_WEIGHTS, "piano": 3 * ACOUSTIC_FAMILY_WEIGHTS["piano"]},
+    sampled_program_weight=8.0,
+)
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -146,24 +153,14 @@ PRESETS: dict[str, Preset] = {
         ),
         VAL,
         TRAIN_SAMPLED,
+        TRAIN_SAMPLED_PIANO,
         replace(
-            TRAIN_SAMPLED,
-            name="train-sampled-piano",
-            description="train-sampled with the piano family three times as likely and sampled "
-            "programs drawn 8:1 within their family: with the sampled grands installed, about one "
-            "part in six is an acoustic grand, two thirds of them sampled (docs/data.md)",
-            family_weights=PIANO_FAMILY_WEIGHTS,
-            sampled_program_weight=8.0,
-        ),
-        replace(
-            TRAIN_SAMPLED,
+            TRAIN_SAMPLED_PIANO,
             name="train-sampled-chords",
             description="train-sampled-piano with denser writing for the polyphonic instruments "
             "(piano, guitar, organ, ...): composed parts play chords 0.7 of the time instead of 0.3 "
             "and hold up to 4 more notes at once (a composed piano part then holds 4.1 notes at "
             "once on average instead of 2.0; TRIOS's piano parts hold 2.1-5.3; docs/data.md)",
-            family_weights=PIANO_FAMILY_WEIGHTS,
-            sampled_program_weight=8.0,
             composer=ComposerConfig(chord_prob=0.7, extra_polyphony=4),
         ),
         HELD_OUT_SAMPLED,
