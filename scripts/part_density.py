@@ -13,15 +13,17 @@ usage: python scripts/part_density.py DATASET [--model ONNX] [--decoder JSON] [-
 """
 from __future__ import annotations
 
-import argparse
-from collections import defaultdict
-from pathlib import Path
+from bench_basic_pitch import run_script  # first: it limits numpy to one thread
 
-import numpy as np
+import argparse  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-from timbrescribe.constants import MIDI_MIN, N_PITCHES
-from timbrescribe.evaluation.layout import SyntheticPiece, read_dataset
-from timbrescribe.evaluation.metrics import FRAME_PERIOD, frame_roll
+import numpy as np  # noqa: E402
+
+from timbrescribe.constants import MIDI_MIN, N_PITCHES  # noqa: E402
+from timbrescribe.evaluation.layout import SyntheticPiece, read_dataset  # noqa: E402
+from timbrescribe.evaluation.metrics import FRAME_PERIOD, frame_roll  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "timbrescribe" / "weights"
@@ -88,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "part_density")
