@@ -4,7 +4,10 @@ train-sampled-chords preset (docs/data.md, docs/training.md).
 For every part of a dataset (the evaluation layout, e.g. TRIOS, or a rendered dataset): how many of
 its notes sound at once (mean over the frames where it sounds), and, with a model, the frame
 probability of its notes in the full mix a quarter and half into each note, and the frame recall
-of the notes decoded from the mix (every part merged, as the agnostic scores count them).
+of the notes decoded from the mix (every part merged, as the agnostic scores count them). Its
+missed frames are split into those of notes decoded at some point of their span (cut short or
+started late) and those of notes not decoded at all, and the frame recall inside the decoded
+notes is given up to and from LATE_SECONDS after their onsets (how far a time context must reach).
 A rendered dataset prints one summary line per instrument (GM name) instead of a line per part,
 without the model.
 
@@ -26,6 +29,7 @@ from timbrescribe.evaluation.layout import SyntheticPiece, read_dataset  # noqa:
 from timbrescribe.evaluation.metrics import FRAME_PERIOD, frame_roll  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+LATE_SECONDS = 0.46  # the reach of the frame refinement of the light-temporal layouts
 WEIGHTS = ROOT / "src" / "timbrescribe" / "weights"
 
 
@@ -46,6 +50,27 @@ def probability_into_notes(frame: np.ndarray, notes, fraction: float) -> float:
         if 0 <= row < N_PITCHES and index < frame.shape[1]:
             values.append(frame[row, index])
     return float(np.median(values)) if values else float("nan")
+
+
+def missed_frames(reference: np.ndarray, estimate: np.ndarray, notes) -> str:
+    """Where ``notes`` (frame roll ``reference``) lose frames in the decoded roll ``estimate``."""
+    cut = unfound = 0
+    late = np.zeros(2, dtype=int)  # (decoded, labelled) frames of decoded notes from LATE_SECONDS on
+    early = np.zeros(2, dtype=int)  # and before
+    for note in notes:
+        first = int(np.ceil(note.onset / FRAME_PERIOD - 1e-9))
+        span = estimate[note.pitch, first : max(first, int(np.ceil(note.offset / FRAME_PERIOD - 1e-9)))]
+        if not span.any():
+            unfound += span.size
+            continue
+        cut += int((~span).sum())
+        split = int(LATE_SECONDS / FRAME_PERIOD)
+        early += (int(span[:split].sum()), span[:split].size)
+        late += (int(span[split:].sum()), span[split:].size)
+    total = max(int(reference.sum()), 1)
+    return (f"  missed: in decoded notes {cut / total:.3f}, whole notes {unfound / total:.3f}"
+            f"  recall in decoded notes <{LATE_SECONDS} s {early[0] / max(early[1], 1):.3f}, "
+            f"later {late[0] / max(late[1], 1):.3f} ({late[1] / max(early[1] + late[1], 1):.0%} of their frames)")
 
 
 def main() -> None:
@@ -83,6 +108,7 @@ def main() -> None:
                 recall = (estimate & reference).sum() / max(reference.sum(), 1)
                 quarter, half = (probability_into_notes(frame, notes, f) for f in (0.25, 0.5))
                 line += f"  frame prob at 1/4 {quarter:.2f}, 1/2 {half:.2f}  frame recall {recall:.3f}"
+                line += missed_frames(reference, estimate, notes)
             print(line)
     for name, values in sorted(by_instrument.items(), key=lambda item: -len(item[1])):
         print(f"{name:28s} parts {len(values):4d}  at once: mean {np.mean(values):.2f}, "

@@ -250,15 +250,17 @@ def test_separation_export_matches_torch_and_chunking(tmp_path, time_stride):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout, onsets", [
-    ("temporal", False), ("light-temporal-onsets", True), ("light-temporal-energy-onsets", True),
+@pytest.mark.parametrize("layout, expected", [
+    ("temporal", 126), ("light-temporal-onsets", 154), ("light-temporal-energy-onsets", 154),
+    ("light-temporal-energy-onsets-sustain", 274),
 ])
-def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_pass(layout, onsets, tmp_path):
+def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_pass(layout, expected, tmp_path):
     from timbrescribe.export import card_path_for
 
     torch.manual_seed(4)
     model = AgnosticModel(layout).eval()
-    contexts = [model.note_branch.frame_context] + ([model.note_branch.onset_context] if onsets else [])
+    contexts = [getattr(model.note_branch, name) for name in ("frame_context", "onset_context", "sustain_context")
+                if hasattr(model.note_branch, name)]
     with torch.no_grad():  # a trained-like refinement instead of the zero start
         for context in contexts:
             context.out.weight.normal_(0.0, 0.5)
@@ -267,8 +269,7 @@ def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_p
     network, _ = export_agnostic_onnx(model, tmp_path / "agnostic.onnx")
     session = AgnosticSession(network, threads=1)
     # the front end, the note branch's convolutions, the time contexts
-    expected = 77 + 9 + sum(context.reach for context in contexts)
-    assert expected == (154 if onsets else 126)
+    assert expected == 77 + 9 + sum(context.reach for context in contexts)
     assert session.context_frames == expected == json.loads(card_path_for(network).read_text())["context_frames"]
     assert expected % CHUNK_FRAME_MULTIPLE == 0
     audio = _music(12.0, seed=5)

@@ -37,12 +37,16 @@ def test_trainable_parameter_count(model):
     assert count_trainable_parameters(AgnosticModel("light-temporal-onsets")) == 12570 + 2 * 1329 == 15228
     # both refinements seeing the input level too: 9 taps into 8 channels each
     assert count_trainable_parameters(AgnosticModel("light-temporal-energy-onsets")) == 15228 + 2 * 72 == 15372
+    # a third, longer refinement of the frames, seeing the level too
+    sustain = AgnosticModel("light-temporal-energy-onsets-sustain")
+    assert count_trainable_parameters(sustain) == 15372 + 1329 + 72 == 16773 <= 30000
 
 
 @pytest.mark.parametrize("plain, refined, context, reach", [
     ("published", "temporal", "frame_context", 40),
     ("light-temporal", "light-temporal-onsets", "onset_context", 28),
     ("light-temporal-onsets", "light-temporal-energy-onsets", "frame_context", 40),
+    ("light-temporal-energy-onsets", "light-temporal-energy-onsets-sustain", "sustain_context", 120),
 ])
 def test_a_time_context_starts_as_the_identity_and_reaches_its_frames(plain, refined, context, reach):
     torch.manual_seed(2)
@@ -56,13 +60,13 @@ def test_a_time_context_starts_as_the_identity_and_reaches_its_frames(plain, ref
     assert context.reach == reach
     with torch.no_grad():
         context.out.weight.fill_(1.0)
-        onset = torch.full((1, N_PITCHES, 201), -5.0)
+        onset = torch.full((1, N_PITCHES, 2 * reach + 121), -5.0)
         note = onset.clone()
-        note[0, 10, 100] = 5.0  # one confident cell
+        note[0, 10, reach + 60] = 5.0  # one confident cell
         level = torch.zeros_like(onset)
         changed = (context(onset, note, level) - context(onset, onset.clone(), level)).abs() > 0
     reached = changed[0, 10].nonzero().flatten()
-    assert reached.min() == 100 - reach and reached.max() == 100 + reach
+    assert reached.min() == 60 and reached.max() == 2 * reach + 60
     assert not changed[0, [9, 11]].any()  # rows are refined independently
 
 
@@ -104,6 +108,19 @@ def test_the_onset_context_refines_onsets_after_the_frames():
         plain_onset, plain_frame = model.logits(audio)
     torch.testing.assert_close(frame, plain_frame)  # the frames do not see the onset refinement
     torch.testing.assert_close(onset, plain_onset + 1.5)
+
+
+def test_the_sustain_context_refines_frames_last_and_leaves_the_onsets():
+    torch.manual_seed(6)
+    model = AgnosticModel("light-temporal-energy-onsets-sustain").eval()
+    audio = _audio(1, 20000, seed=7)
+    with torch.no_grad():
+        model.note_branch.sustain_context.out.bias.fill_(-2.0)
+        onset, frame = model.logits(audio)
+        model.note_branch.sustain_context.out.bias.zero_()
+        plain_onset, plain_frame = model.logits(audio)
+    torch.testing.assert_close(onset, plain_onset)  # after the onset refinement: onsets as they were
+    torch.testing.assert_close(frame, plain_frame - 2.0)
 
 
 def test_unknown_layout_is_refused():

@@ -26,9 +26,10 @@ DEPTH_HARMONIC_SHIFTS = tuple(-s for s in reversed(HARMONIC_SHIFTS[2:])) + HARMO
 # published one whose frame logits are refined over time ("temporal": model.TimeContext), and the
 # published one without the octave context's time taps ("light"), also with that refinement, and
 # with the onset logits refined over time after it ("light-temporal-onsets"), both refinements also
-# seeing each pitch row's input level ("light-temporal-energy-onsets").
+# seeing each pitch row's input level ("light-temporal-energy-onsets"), and that with a third,
+# longer refinement of the frame logits last ("light-temporal-energy-onsets-sustain").
 NOTE_LAYOUTS = ("published", "harmonic", "temporal", "light", "light-temporal", "light-temporal-onsets",
-                "light-temporal-energy-onsets")
+                "light-temporal-energy-onsets", "light-temporal-energy-onsets-sustain")
 N_STACKED_BINS = N_PITCHES * BINS_PER_SEMITONE  # 252
 
 # Size of the timbre embedding of every pitch-time cell (DESIGN.md §3: 16 gave nothing over 12).

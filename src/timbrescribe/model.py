@@ -94,6 +94,9 @@ class TimeContext(nn.Module):
 # The frame map's refinement reaches ±40 frames (±0.46 s), the onset map's, after it, ±28 (±0.33 s).
 FRAME_CONTEXT_DILATIONS = (2, 4, 4)
 ONSET_CONTEXT_DILATIONS = (1, 2, 4)
+# The sustain refinement, last, reaches ±120 frames (±1.39 s) more: a piano note held for a second
+# has decayed far, and only its attack tells that it still sounds.
+SUSTAIN_CONTEXT_DILATIONS = (5, 12, 13)  # co-prime steps: every frame within reach counts
 
 
 class NoteBranch(nn.Module):
@@ -113,7 +116,9 @@ class NoteBranch(nn.Module):
     light-temporal whose onset logits a second TimeContext refines after the frames (15,228
     parameters; 154 frames of chunk context). "light-temporal-energy-onsets": light-temporal-onsets
     whose two refinements also see each row's input level (TimeContext ``energy``; 15,372
-    parameters).
+    parameters). "light-temporal-energy-onsets-sustain": that with a third TimeContext, of the
+    frame logits over ±1.39 s, after the other two (so the onset map stays as it was; 16,773
+    parameters; 274 frames of chunk context).
 
     The stride-3 heads put output row k on stacked bin 3k+1 (MIDI 24+k): a kernel of odd height h
     centred there starts at 3k+1-h//2, i.e. symmetric frequency padding h//2 - 1, giving 84 rows.
@@ -145,9 +150,12 @@ class NoteBranch(nn.Module):
         self.contexts_see_level = "energy" in layout
         if self.refines_frames:
             self.frame_context = TimeContext(FRAME_CONTEXT_DILATIONS, energy=self.contexts_see_level)
-        self.refines_onsets = layout.endswith("onsets")
+        self.refines_onsets = "onsets" in layout
         if self.refines_onsets:
             self.onset_context = TimeContext(ONSET_CONTEXT_DILATIONS, energy=self.contexts_see_level)
+        self.refines_sustain = layout.endswith("sustain")
+        if self.refines_sustain:
+            self.sustain_context = TimeContext(SUSTAIN_CONTEXT_DILATIONS, energy=True)
 
     def forward(self, stacked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.layout != "harmonic":
@@ -167,12 +175,16 @@ class NoteBranch(nn.Module):
             note_logits = note_logits + self.frame_context(onset_logits, note_logits, level)
         if self.refines_onsets:
             onset_logits = onset_logits + self.onset_context(onset_logits, note_logits, level)
+        if self.refines_sustain:
+            note_logits = note_logits + self.sustain_context(onset_logits, note_logits, level)
         return onset_logits, note_logits
 
     def time_reach(self) -> int:
         """Frames each way that the time contexts add to the convolutions' reach (0 without)."""
-        return ((self.frame_context.reach if self.refines_frames else 0)
-                + (self.onset_context.reach if self.refines_onsets else 0))
+        contexts = (self.frame_context if self.refines_frames else None,
+                    self.onset_context if self.refines_onsets else None,
+                    self.sustain_context if self.refines_sustain else None)
+        return sum(context.reach for context in contexts if context is not None)
 
 
 class AgnosticModel(nn.Module):
@@ -339,6 +351,8 @@ def weights_layout(state: dict) -> str:
     if octave is None:
         return "harmonic"
     light = octave.shape[-1] == 1
+    if "note_branch.sustain_context.out.weight" in state:
+        return "light-temporal-energy-onsets-sustain"
     if "note_branch.onset_context.energy.weight" in state:
         return "light-temporal-energy-onsets"
     if "note_branch.onset_context.out.weight" in state:

@@ -75,8 +75,9 @@ _HELP = {
               "depths), temporal (published + a refinement of the frame logits over ±0.46 s), light "
               "(published with a 25x1 octave context: 0.64x the network time), light-temporal (light "
               "+ that refinement), light-temporal-onsets (light-temporal + a refinement of the onset "
-              "logits over ±0.33 s) or light-temporal-energy-onsets (both refinements also see each "
-              "row's input level); resume a run with the layout it was started with",
+              "logits over ±0.33 s), light-temporal-energy-onsets (both refinements also see each "
+              "row's input level) or light-temporal-energy-onsets-sustain (that + a last refinement of "
+              "the frame logits over ±1.39 s); resume a run with the layout it was started with",
     "init": "start a new run from these note-model weights (best.pt, calibrated.pt); parameters of "
             "--layout that they lack start fresh (empty = random start)",
     "freeze_init": "train only the parameters --init lacks; the others, batch-norm statistics included, stay fixed",
