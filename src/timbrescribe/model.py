@@ -96,7 +96,7 @@ FRAME_CONTEXT_DILATIONS = (2, 4, 4)
 ONSET_CONTEXT_DILATIONS = (1, 2, 4)
 # The sustain refinement, last, reaches ±120 frames (±1.39 s) more: a piano note held for a second
 # has decayed far, and only its attack tells that it still sounds.
-SUSTAIN_CONTEXT_DILATIONS = (5, 12, 13)  # co-prime steps: every frame within reach counts
+SUSTAIN_CONTEXT_DILATIONS = (5, 12, 13)  # co-prime steps: every frame within ±98 counts
 
 
 class NoteBranch(nn.Module):
