@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from timbrescribe.constants import MIDI_MIN, N_PITCHES  # noqa: E402
 from timbrescribe.evaluation.layout import SyntheticPiece, read_dataset  # noqa: E402
-from timbrescribe.evaluation.metrics import FRAME_PERIOD, frame_roll  # noqa: E402
+from timbrescribe.evaluation.metrics import FRAME_PERIOD, frame_roll, note_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LATE_SECONDS = 0.46  # the reach of the frame refinement of the light-temporal layouts
@@ -57,14 +57,14 @@ def missed_frames(reference: np.ndarray, estimate: np.ndarray, notes) -> str:
     cut = unfound = 0
     late = np.zeros(2, dtype=int)  # (decoded, labelled) frames of decoded notes from LATE_SECONDS on
     early = np.zeros(2, dtype=int)  # and before
+    split = int(LATE_SECONDS / FRAME_PERIOD)
     for note in notes:
-        first = int(np.ceil(note.onset / FRAME_PERIOD - 1e-9))
-        span = estimate[note.pitch, first : max(first, int(np.ceil(note.offset / FRAME_PERIOD - 1e-9)))]
+        first, end = note_frames(note)
+        span = estimate[note.pitch, first : max(first, end)]
         if not span.any():
             unfound += span.size
             continue
         cut += int((~span).sum())
-        split = int(LATE_SECONDS / FRAME_PERIOD)
         early += (int(span[:split].sum()), span[:split].size)
         late += (int(span[split:].sum()), span[split:].size)
     total = max(int(reference.sum()), 1)

@@ -259,8 +259,7 @@ def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_p
 
     torch.manual_seed(4)
     model = AgnosticModel(layout).eval()
-    contexts = [getattr(model.note_branch, name) for name in ("frame_context", "onset_context", "sustain_context")
-                if hasattr(model.note_branch, name)]
+    contexts = model.note_branch.time_contexts()
     with torch.no_grad():  # a trained-like refinement instead of the zero start
         for context in contexts:
             context.out.weight.normal_(0.0, 0.5)

@@ -181,10 +181,11 @@ class NoteBranch(nn.Module):
 
     def time_reach(self) -> int:
         """Frames each way that the time contexts add to the convolutions' reach (0 without)."""
-        contexts = (self.frame_context if self.refines_frames else None,
-                    self.onset_context if self.refines_onsets else None,
-                    self.sustain_context if self.refines_sustain else None)
-        return sum(context.reach for context in contexts if context is not None)
+        return sum(context.reach for context in self.time_contexts())
+
+    def time_contexts(self) -> list[TimeContext]:
+        """The layout's time contexts (refinements of the maps), in the order they run."""
+        return [module for module in self.children() if isinstance(module, TimeContext)]
 
 
 class AgnosticModel(nn.Module):

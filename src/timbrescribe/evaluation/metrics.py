@@ -133,12 +133,17 @@ def note_scores(reference: Sequence[Note], estimate: Sequence[Note], with_offset
     return PRF(float(precision), float(recall), float(f))
 
 
+def note_frames(note: Note) -> tuple[int, int]:
+    """First frame at or after the note's onset and first at or after its offset, on the grid
+    k * FRAME_PERIOD: the note sounds in frames [first, end)."""
+    return int(np.ceil(note.onset / FRAME_PERIOD - 1e-9)), int(np.ceil(note.offset / FRAME_PERIOD - 1e-9))
+
+
 def frame_roll(notes: Sequence[Note], n_frames: int) -> np.ndarray:
     """(128, n_frames) bool: MIDI pitch p sounds in frame k of the grid k * FRAME_PERIOD."""
     roll = np.zeros((128, n_frames), dtype=bool)
     for note in notes:
-        first = int(np.ceil(note.onset / FRAME_PERIOD - 1e-9))
-        end = int(np.ceil(note.offset / FRAME_PERIOD - 1e-9))  # first frame at or after the offset
+        first, end = note_frames(note)
         roll[note.pitch, max(first, 0) : min(end, n_frames)] = True
     return roll
 
