@@ -36,7 +36,8 @@ def parse_args() -> argparse.Namespace:
                         help="settings file to write (default: the package's file for the graph's kind, "
                              "decoder.json or separation.decoder.json)")
     parser.add_argument("--cache", type=Path, default=ROOT / "out" / "tuning-cache", help="activation cache")
-    parser.add_argument("--val", type=Path, default=ROOT / "datasets" / "val", help="synthetic val set")
+    parser.add_argument("--val", type=Path, default=ROOT / "datasets" / "val-sampled",
+                        help="synthetic val set (validation-split timbres only)")
     parser.add_argument("--trios", type=Path, default=TRIOS, help="TRIOS dev set")
     parser.add_argument("--violin", type=Path, default=ROOT / "datasets" / "bach-violin",
                         help="real solo-violin dev set (timbrescribe data devset bach-violin); left out when absent")

@@ -150,3 +150,32 @@ def test_rejects_bad_duration_and_every_family_composes():
     for programs in FAMILIES.values():
         piece = compose(rng, list(programs[:2]), 5.0)
         assert all(part.notes for part in piece.parts)
+
+
+def test_held_bass_holds_the_lowest_note_of_keyboard_events_and_leaves_monophonic_parts():
+    """The train-sampled-held knob: in a chord the lowest note outlasts the others 2-5 times
+    (unless a later event cuts one of them), many more notes last over 1 s, and a monophonic part composes
+    exactly as without the knob (no random draw is spent on it)."""
+    from timbrescribe.data.presets import PRESETS
+
+    held = PRESETS["train-sampled-held"].composer
+    assert held.held_bass_prob == 0.5
+    always = ComposerConfig(held_bass_prob=1.0, chord_prob=1.0, tempo_scale_range=(1.0, 1.0))
+    ratios = []
+    for seed in range(30):
+        notes = compose(np.random.default_rng(seed), [0], 15.0, always).parts[0].notes
+        by_onset = {}
+        for note in notes:
+            by_onset.setdefault(note.onset, []).append(note)
+        for chord in by_onset.values():
+            if len(chord) > 1:
+                low = min(chord, key=lambda n: n.pitch)
+                others = [n.offset - n.onset for n in chord if n is not low]
+                ratios.append((low.offset - low.onset) / max(others))
+        flute = compose(np.random.default_rng(seed), [73], 8.0, held).parts[0].notes
+        assert flute == compose(np.random.default_rng(seed), [73], 8.0).parts[0].notes
+    ratios = np.array(ratios)
+    assert len(ratios) > 200 and np.median(ratios) > 1.5 and np.mean(ratios > 1.0) > 0.6  # without the knob: never
+    plain = [n.offset - n.onset for s in range(30) for n in compose(np.random.default_rng(s), [0], 15.0).parts[0].notes]
+    longer = [n.offset - n.onset for s in range(30) for n in compose(np.random.default_rng(s), [0], 15.0, held).parts[0].notes]
+    assert np.mean(np.array(longer) > 1.0) > 2 * np.mean(np.array(plain) > 1.0)

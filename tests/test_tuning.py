@@ -210,10 +210,22 @@ def test_activations_are_computed_once_then_read_from_the_cache(tmp_path):
     first = tuning.cached_item(recording, session, tmp_path)
     second = tuning.cached_item(recording, session, tmp_path)
     assert session.calls == 1
-    assert (tmp_path / "trios" / "piece.npz").is_file()
+    assert len(list((tmp_path / "trios").glob("piece-*.npz"))) == 1
     np.testing.assert_array_equal(second.onset, first.onset)
     np.testing.assert_array_equal(second.frame, np.full((N_PITCHES, 7), 0.125, np.float32))
     assert second.reference == recording.reference and second.source == "trios"
+
+
+def test_other_audio_under_the_same_name_is_not_read_from_the_cache(tmp_path):
+    """val and val-sampled both hold an example 000000: each gets its own maps."""
+    session = CountingSession()
+    first = tuning.cached_item(
+        tuning.Recording("synthetic-val", "000000", lambda: np.full(100, 0.25, np.float32), []), session, tmp_path)
+    other = tuning.cached_item(
+        tuning.Recording("synthetic-val", "000000", lambda: np.full(100, 0.75, np.float32), []), session, tmp_path)
+    assert session.calls == 2
+    assert first.onset[0, 0] == 0.25 and other.onset[0, 0] == 0.75
+    assert len(list((tmp_path / "synthetic-val").glob("000000-*.npz"))) == 2
 
 
 def test_model_fingerprint_covers_both_onnx_files(tmp_path):

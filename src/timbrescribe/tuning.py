@@ -5,7 +5,8 @@ Tuning data: the synthetic validation set (rendered with held-out timbres), the 
 devset bach-violin`). Never a test set.
 
 Activations are computed once per recording with the exported model and cached as ``.npz`` under
-``<cache>/<model fingerprint>/<source>/<name>.npz``, so a new model never reads stale maps.
+``<cache>/<model fingerprint>/<source>/<name>-<audio digest>.npz``, so neither a new model nor other
+audio under the same name reads stale maps.
 
 Objective (OBJECTIVES): note onset-only F (mir_eval, 50 ms, via evaluation.metrics.note_scores) of
 the decoded notes against all reference parts merged ("note"), or the mean of that and the frame F
@@ -121,13 +122,17 @@ def model_fingerprint(model_path: str | Path) -> str:
 
 def cached_item(recording: Recording, session, cache_dir: Path) -> TuningItem:
     """The recording with its activations, read from ``cache_dir`` or computed with ``session``
-    (an AgnosticSession) and written there."""
-    path = cache_dir / recording.source / f"{recording.name}.npz"
+    (an AgnosticSession) and written there. The file is named by a digest of the audio as well as
+    the recording's name: two datasets with the same example names (val and val-sampled), or a
+    re-rendered dataset, never read each other's maps."""
+    audio = recording.load_audio()
+    digest = hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest()[:12]
+    path = cache_dir / recording.source / f"{recording.name}-{digest}.npz"
     if path.is_file():
         with np.load(path) as cached:
             onset, frame = cached["onset"], cached["frame"]
     else:
-        onset, frame = session.activations(recording.load_audio())
+        onset, frame = session.activations(audio)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.stem + ".partial.npz")
         np.savez(partial, onset=onset, frame=frame)

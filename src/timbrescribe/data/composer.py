@@ -3,7 +3,9 @@
 Each part gets a rhythm (truncated-normal onset gaps and durations, occasional rests, a per-part
 tempo scale; sometimes another part's rhythm, as in homophonic music) and pitches: fresh pitches
 drawn by octave weights over the instrument's range, melodic "nearest next pitch" steps, and
-chords stacked from intervals (+4, +5, +7, +12) whose harmonics overlap.
+chords stacked from intervals (+4, +5, +7, +12) whose harmonics overlap. Optionally the lowest
+note of a polyphonic part's event is held several times longer, as a keyboard's left hand holds a
+bass note under the moving right hand.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ class ComposerConfig:
     chord_intervals: tuple[int, ...] = (4, 5, 7, 12)  # stacked above the lowest note
     max_polyphony: int | None = None  # cap on the instrument's own polyphony (None: no cap)
     extra_polyphony: int = 0  # added to every polyphonic instrument's polyphony (dense keyboard writing)
+    held_bass_prob: float = 0.0  # for polyphonic parts: an event's lowest note is held longer
+    held_bass_scale: tuple[float, float] = (2.0, 5.0)  # by a factor drawn from this range
     duration_mean: float = 0.45
     duration_std: float = 0.35
     duration_min: float = 0.08
@@ -149,6 +153,10 @@ def _compose_part(
             size = int(rng.integers(2, polyphony + 1))
         chord = _chord(rng, config, root, size, high)
         offset = min(onset + length, duration_s)
+        bass_offset = offset
+        # Drawn only when the knob is on, so that presets without it compose exactly as before.
+        if polyphony > 1 and config.held_bass_prob > 0 and rng.random() < config.held_bass_prob:
+            bass_offset = min(onset + length * rng.uniform(*config.held_bass_scale), duration_s)
         if polyphony == 1 and index + 1 < len(rhythm):
             offset = min(offset, rhythm[index + 1][0])
         # Close notes that ended, share a pitch with the new chord, or exceed the polyphony.
@@ -165,7 +173,8 @@ def _compose_part(
             finished.append(note)
         for pitch in chord:
             velocity = np.clip(rng.normal(level, config.velocity_std), 1, 127)
-            still.append(_OpenNote(onset, offset, pitch, int(round(velocity))))
+            end = bass_offset if pitch == chord[0] else offset
+            still.append(_OpenNote(onset, end, pitch, int(round(velocity))))
         sounding = still
     notes = [
         Note(n.onset, n.offset, n.pitch, n.velocity)
