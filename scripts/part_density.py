@@ -9,7 +9,8 @@ missed frames are split into those of notes decoded at some point of their span 
 started late) and those of notes not decoded at all, and the frame recall inside the decoded
 notes is given up to and from LATE_SECONDS after their onsets (how far a time context must reach).
 A rendered dataset prints one summary line per instrument (GM name) instead of a line per part,
-without the model.
+without the model. Both give how long the notes below C3 last (median, share over 1 s): how long
+bass notes are held, the measurement behind the train-sampled-held preset.
 
 usage: python scripts/part_density.py DATASET [--model ONNX] [--decoder JSON] [--no-model]
        [--limit N]
@@ -30,6 +31,7 @@ from timbrescribe.evaluation.metrics import FRAME_PERIOD, frame_roll, note_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 LATE_SECONDS = 0.46  # the reach of the frame refinement of the light-temporal layouts
+LOW_PITCH = 48  # C3: notes below it count as bass notes
 WEIGHTS = ROOT / "src" / "timbrescribe" / "weights"
 
 
@@ -39,6 +41,18 @@ def notes_at_once(notes) -> float:
         return 0.0
     sounding = frame_roll(notes, int(max(n.offset for n in notes) / FRAME_PERIOD) + 1).sum(axis=0)
     return float(sounding[sounding > 0].mean())
+
+
+def low_note_lengths(notes) -> list[float]:
+    """The lengths of the notes below LOW_PITCH: how long bass notes are held."""
+    return [n.offset - n.onset for n in notes if n.pitch < LOW_PITCH]
+
+
+def describe_lengths(lengths: list[float]) -> str:
+    if not lengths:
+        return "  below C3: none"
+    return (f"  below C3: {len(lengths)} notes, median {np.median(lengths):.2f} s, "
+            f"{np.mean(np.array(lengths) > 1.0):.0%} over 1 s")
 
 
 def probability_into_notes(frame: np.ndarray, notes, fraction: float) -> float:
@@ -92,6 +106,7 @@ def main() -> None:
         session = AgnosticSession(str(args.model))
         settings = DecoderSettings.from_json(args.decoder or args.model.with_name("decoder.json"))
     by_instrument: dict[str, list[float]] = defaultdict(list)
+    low_lengths: dict[str, list[float]] = defaultdict(list)
     for piece in pieces:
         frame = estimate = None
         if session is not None:
@@ -101,8 +116,10 @@ def main() -> None:
             density = notes_at_once(notes)
             if synthetic:
                 by_instrument[part.rsplit("-", 1)[0]].append(density)
+                low_lengths[part.rsplit("-", 1)[0]] += low_note_lengths(notes)
                 continue
-            line = f"{piece.name:12s} {part:10s} notes {len(notes):4d}  at once {density:.2f}"
+            line = (f"{piece.name:12s} {part:10s} notes {len(notes):4d}  at once {density:.2f}"
+                    + describe_lengths(low_note_lengths(notes)))
             if frame is not None:
                 reference = frame_roll(notes, frame.shape[1])
                 recall = (estimate & reference).sum() / max(reference.sum(), 1)
@@ -112,7 +129,7 @@ def main() -> None:
             print(line)
     for name, values in sorted(by_instrument.items(), key=lambda item: -len(item[1])):
         print(f"{name:28s} parts {len(values):4d}  at once: mean {np.mean(values):.2f}, "
-              f"90th percentile {np.percentile(values, 90):.2f}")
+              f"90th percentile {np.percentile(values, 90):.2f}" + describe_lengths(low_lengths[name]))
 
 
 if __name__ == "__main__":

@@ -252,7 +252,7 @@ def test_separation_export_matches_torch_and_chunking(tmp_path, time_stride):
 @pytest.mark.slow
 @pytest.mark.parametrize("layout, expected", [
     ("temporal", 126), ("light-temporal-onsets", 154), ("light-temporal-energy-onsets", 154),
-    ("light-temporal-energy-onsets-sustain", 274),
+    ("light-temporal-energy-onsets-sustain", 274), ("light-temporal-energy-onsets-neighbours", 154),
 ])
 def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_pass(layout, expected, tmp_path):
     from timbrescribe.export import card_path_for
@@ -263,8 +263,9 @@ def test_a_temporal_layout_graph_states_its_longer_context_and_chunks_like_one_p
     with torch.no_grad():  # a trained-like refinement instead of the zero start
         for context in contexts:
             context.out.weight.normal_(0.0, 0.5)
-            if context.energy is not None:
-                context.energy.weight.normal_(0.0, 0.5)
+            for taps in (context.energy, context.neighbours):
+                if taps is not None:
+                    taps.weight.normal_(0.0, 0.5)
     network, _ = export_agnostic_onnx(model, tmp_path / "agnostic.onnx")
     session = AgnosticSession(network, threads=1)
     # the front end, the note branch's convolutions, the time contexts

@@ -6,7 +6,9 @@ import torch
 from timbrescribe.constants import HARMONIC_SHIFTS, N_HARMONICS, N_PITCHES, N_STACKED_BINS, NOTE_LAYOUTS, n_frames
 from timbrescribe.errors import UserError
 from timbrescribe.frontend import frame_energy, log_scale
-from timbrescribe.model import AgnosticModel, NoteBranch, count_trainable_parameters, load_agnostic_model
+from timbrescribe.model import (
+    AgnosticModel, NoteBranch, count_trainable_parameters, load_agnostic_model, neighbour_onsets,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,8 @@ def test_trainable_parameter_count(model):
     # a third, longer refinement of the frames, seeing the level too
     sustain = AgnosticModel("light-temporal-energy-onsets-sustain")
     assert count_trainable_parameters(sustain) == 15372 + 1329 + 72 == 16773 <= 30000
+    # the frame refinement seeing the nearby rows' onsets: 9 taps into 8 channels more
+    assert count_trainable_parameters(AgnosticModel("light-temporal-energy-onsets-neighbours")) == 15372 + 72
 
 
 @pytest.mark.parametrize("plain, refined, context, reach", [
@@ -47,6 +51,7 @@ def test_trainable_parameter_count(model):
     ("light-temporal", "light-temporal-onsets", "onset_context", 28),
     ("light-temporal-onsets", "light-temporal-energy-onsets", "frame_context", 40),
     ("light-temporal-energy-onsets", "light-temporal-energy-onsets-sustain", "sustain_context", 120),
+    ("light-temporal-energy-onsets", "light-temporal-energy-onsets-neighbours", "frame_context", 40),
 ])
 def test_a_time_context_starts_as_the_identity_and_reaches_its_frames(plain, refined, context, reach):
     torch.manual_seed(2)
@@ -95,6 +100,30 @@ def test_the_level_input_reaches_the_energy_contexts_rows_alone():
         louder = model.note_branch(stacked)
     moved = (louder[1] - quiet[1]).abs() > 0
     assert moved[0, 20].any() and not moved[0, 19].any() and not moved[0, 21].any()
+
+
+def test_the_neighbour_input_is_the_onsets_of_the_five_rows_either_side():
+    torch.manual_seed(9)
+    model = AgnosticModel("light-temporal-energy-onsets-neighbours").eval()
+    context = model.note_branch.frame_context
+    with torch.no_grad():
+        context.out.weight.fill_(1.0)
+        context.neighbours.weight.fill_(1.0)
+        quiet = torch.full((1, N_PITCHES, 201), -5.0)
+        onset = quiet.clone()
+        onset[0, 40, 100] = 5.0  # one confident onset
+        level = torch.zeros_like(quiet)
+        changed = (context(onset, quiet, level) - context(quiet, quiet, level)).abs() > 0
+        context.neighbours.weight.zero_()
+        own_only = (context(onset, quiet, level) - context(quiet, quiet, level)).abs() > 0
+    rows = changed.any(dim=2)[0].nonzero().flatten().tolist()
+    assert rows == [35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45]  # ±5 rows; row 40 through its own onset
+    assert own_only.any(dim=2)[0].nonzero().flatten().tolist() == [40]
+    reached = changed[0, 35].nonzero().flatten()
+    assert reached.min() == 100 - 40 and reached.max() == 100 + 40
+    edge = torch.zeros(1, 1, N_PITCHES, 1)
+    edge[0, 0, 0, 0] = 0.7
+    assert neighbour_onsets(edge)[0, 0, :, 0].nonzero().flatten().tolist() == [1, 2, 3, 4, 5]
 
 
 def test_the_onset_context_refines_onsets_after_the_frames():

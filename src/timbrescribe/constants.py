@@ -27,9 +27,11 @@ DEPTH_HARMONIC_SHIFTS = tuple(-s for s in reversed(HARMONIC_SHIFTS[2:])) + HARMO
 # published one without the octave context's time taps ("light"), also with that refinement, and
 # with the onset logits refined over time after it ("light-temporal-onsets"), both refinements also
 # seeing each pitch row's input level ("light-temporal-energy-onsets"), and that with a third,
-# longer refinement of the frame logits last ("light-temporal-energy-onsets-sustain").
+# longer refinement of the frame logits last ("light-temporal-energy-onsets-sustain"), or with the
+# frame refinement also seeing the onsets of the nearby pitch rows ("...-neighbours").
 NOTE_LAYOUTS = ("published", "harmonic", "temporal", "light", "light-temporal", "light-temporal-onsets",
-                "light-temporal-energy-onsets", "light-temporal-energy-onsets-sustain")
+                "light-temporal-energy-onsets", "light-temporal-energy-onsets-sustain",
+                "light-temporal-energy-onsets-neighbours")
 N_STACKED_BINS = N_PITCHES * BINS_PER_SEMITONE  # 252
 
 # Size of the timbre embedding of every pitch-time cell (DESIGN.md §3: 16 gave nothing over 12).

@@ -60,9 +60,16 @@ class TimeContext(nn.Module):
 
     ``energy``: the first layer also sees the row's input level (the fundamental's normalised log
     power), through taps of its own that start at zero: a held note's decay falls smoothly from its
-    attack, a released one drops, whatever the probabilities made of them."""
+    attack, a released one drops, whatever the probabilities made of them.
 
-    def __init__(self, dilations: tuple[int, int, int], channels: int = 8, energy: bool = False) -> None:
+    ``neighbours``: the first layer also sees, through taps of its own that start at zero, the
+    strongest onset probability in the NEIGHBOUR_SEMITONES rows on either side (not the row's
+    own): where a melodic line steps to a nearby pitch, the note it leaves ends, while a held
+    note's decay and a released one's room tail look alike in the row itself."""
+
+    def __init__(
+        self, dilations: tuple[int, int, int], channels: int = 8, energy: bool = False, neighbours: bool = False
+    ) -> None:
         super().__init__()
         self.reach = sum(4 * dilation for dilation in dilations)  # frames each way
         widths = (2, channels, channels)
@@ -75,6 +82,10 @@ class TimeContext(nn.Module):
         if energy:
             self.energy = nn.Conv2d(1, channels, (1, 9), padding=convs[0].padding, dilation=convs[0].dilation, bias=False)
             nn.init.zeros_(self.energy.weight)
+        self.neighbours = None
+        if neighbours:
+            self.neighbours = nn.Conv2d(1, channels, (1, 9), padding=convs[0].padding, dilation=convs[0].dilation, bias=False)
+            nn.init.zeros_(self.neighbours.weight)
         self.out = nn.Conv2d(channels, 1, (1, 1))
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -88,7 +99,21 @@ class TimeContext(nn.Module):
         hidden = self.layers[0](probabilities)
         if self.energy is not None:
             hidden = hidden + self.energy(level.unsqueeze(1))
+        if self.neighbours is not None:
+            hidden = hidden + self.neighbours(neighbour_onsets(probabilities[:, :1]))
         return self.out(self.layers[1:](hidden)).squeeze(1)
+
+
+NEIGHBOUR_SEMITONES = 5  # the composer's largest melodic step (data.composer.ComposerConfig.max_step)
+
+
+def neighbour_onsets(onset: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 84, T) onset probabilities -> the largest of each cell's NEIGHBOUR_SEMITONES rows
+    below and above it (its own row left out; rows past the ends count as 0)."""
+    n = NEIGHBOUR_SEMITONES
+    pooled = nn.functional.max_pool2d(nn.functional.pad(onset, (0, 0, n, n)), (n, 1), stride=1)
+    rows = onset.shape[2]
+    return torch.maximum(pooled[:, :, :rows], pooled[:, :, n + 1 : n + 1 + rows])
 
 
 # The frame map's refinement reaches ±40 frames (±0.46 s), the onset map's, after it, ±28 (±0.33 s).
@@ -118,7 +143,9 @@ class NoteBranch(nn.Module):
     whose two refinements also see each row's input level (TimeContext ``energy``; 15,372
     parameters). "light-temporal-energy-onsets-sustain": that with a third TimeContext, of the
     frame logits over ±1.39 s, after the other two (so the onset map stays as it was; 16,773
-    parameters; 274 frames of chunk context).
+    parameters; 274 frames of chunk context). "light-temporal-energy-onsets-neighbours":
+    light-temporal-energy-onsets whose frame refinement also sees the onsets of the nearby rows
+    (TimeContext ``neighbours``; 15,444 parameters; the same chunk context).
 
     The stride-3 heads put output row k on stacked bin 3k+1 (MIDI 24+k): a kernel of odd height h
     centred there starts at 3k+1-h//2, i.e. symmetric frequency padding h//2 - 1, giving 84 rows.
@@ -149,7 +176,9 @@ class NoteBranch(nn.Module):
         self.refines_frames = "temporal" in layout
         self.contexts_see_level = "energy" in layout
         if self.refines_frames:
-            self.frame_context = TimeContext(FRAME_CONTEXT_DILATIONS, energy=self.contexts_see_level)
+            self.frame_context = TimeContext(
+                FRAME_CONTEXT_DILATIONS, energy=self.contexts_see_level, neighbours="neighbours" in layout
+            )
         self.refines_onsets = "onsets" in layout
         if self.refines_onsets:
             self.onset_context = TimeContext(ONSET_CONTEXT_DILATIONS, energy=self.contexts_see_level)
@@ -352,6 +381,8 @@ def weights_layout(state: dict) -> str:
     if octave is None:
         return "harmonic"
     light = octave.shape[-1] == 1
+    if "note_branch.frame_context.neighbours.weight" in state:
+        return "light-temporal-energy-onsets-neighbours"
     if "note_branch.sustain_context.out.weight" in state:
         return "light-temporal-energy-onsets-sustain"
     if "note_branch.onset_context.energy.weight" in state:

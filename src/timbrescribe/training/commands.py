@@ -77,7 +77,9 @@ _HELP = {
               "+ that refinement), light-temporal-onsets (light-temporal + a refinement of the onset "
               "logits over ±0.33 s), light-temporal-energy-onsets (both refinements also see each "
               "row's input level) or light-temporal-energy-onsets-sustain (that + a last refinement of "
-              "the frame logits over ±1.39 s); resume a run with the layout it was started with",
+              "the frame logits over ±1.39 s) or light-temporal-energy-onsets-neighbours (its frame "
+              "refinement also sees the onsets of the 5 rows either side); resume a run with the "
+              "layout it was started with",
     "init": "start a new run from these note-model weights (best.pt, calibrated.pt); parameters of "
             "--layout that they lack start fresh (empty = random start)",
     "freeze_init": "train only the parameters --init lacks; the others, batch-norm statistics included, stay fixed",
