@@ -169,7 +169,7 @@ PRESETS: dict[str, Preset] = {
             description="train-sampled-piano whose composed polyphonic parts (piano, guitar, organ, "
             "...) hold the lowest note of half of their events 2-5 times longer, as a left hand "
             "holds a bass note (its acoustic grand parts' notes below C3 last 0.54 s at the median, "
-            "21 % over 1 s, against 0.48 s and 10 % in train-sampled-piano; docs/data.md)",
+            "a fifth of them over 1 s, against 0.48 s and a tenth in train-sampled-piano; docs/data.md)",
             composer=ComposerConfig(held_bass_prob=0.5),
         ),
         HELD_OUT_SAMPLED,
