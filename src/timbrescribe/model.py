@@ -111,7 +111,10 @@ def neighbour_onsets(onset: torch.Tensor) -> torch.Tensor:
     """(B, 1, 84, T) onset probabilities -> the largest of each cell's NEIGHBOUR_SEMITONES rows
     below and above it (its own row left out; rows past the ends count as 0)."""
     n = NEIGHBOUR_SEMITONES
-    pooled = nn.functional.max_pool2d(nn.functional.pad(onset, (0, 0, n, n)), (n, 1), stride=1)
+    # Zero rows joined on, not padding: onnxruntime fuses a Pad into the pool's own pads, and
+    # onnxruntime-web refuses pads as large as the kernel.
+    zeros = torch.zeros_like(onset[:, :, :n])
+    pooled = nn.functional.max_pool2d(torch.cat([zeros, onset, zeros], dim=2), (n, 1), stride=1)
     rows = onset.shape[2]
     return torch.maximum(pooled[:, :, :rows], pooled[:, :, n + 1 : n + 1 + rows])
 
