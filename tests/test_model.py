@@ -75,13 +75,21 @@ def test_a_time_context_starts_as_the_identity_and_reaches_its_frames(plain, ref
     assert not changed[0, [9, 11]].any()  # rows are refined independently
 
 
-def test_the_level_input_reaches_the_energy_contexts_rows_alone():
-    torch.manual_seed(8)
-    model = AgnosticModel("light-temporal-energy-onsets").eval()
+def _opened_frame_context(layout: str, taps: str):
+    """A fresh ``layout`` model and its frame refinement, whose output and ``taps`` weights are set
+    to 1 (they start at zero, which passes nothing on)."""
+    model = AgnosticModel(layout).eval()
     context = model.note_branch.frame_context
     with torch.no_grad():
         context.out.weight.fill_(1.0)
-        context.energy.weight.fill_(1.0)
+        getattr(context, taps).weight.fill_(1.0)
+    return model, context
+
+
+def test_the_level_input_reaches_the_energy_contexts_rows_alone():
+    torch.manual_seed(8)
+    model, context = _opened_frame_context("light-temporal-energy-onsets", "energy")
+    with torch.no_grad():
         probabilities = torch.full((1, N_PITCHES, 201), -5.0)
         level = torch.zeros_like(probabilities)
         loud = level.clone()
@@ -104,11 +112,8 @@ def test_the_level_input_reaches_the_energy_contexts_rows_alone():
 
 def test_the_neighbour_input_is_the_onsets_of_the_five_rows_either_side():
     torch.manual_seed(9)
-    model = AgnosticModel("light-temporal-energy-onsets-neighbours").eval()
-    context = model.note_branch.frame_context
+    _, context = _opened_frame_context("light-temporal-energy-onsets-neighbours", "neighbours")
     with torch.no_grad():
-        context.out.weight.fill_(1.0)
-        context.neighbours.weight.fill_(1.0)
         quiet = torch.full((1, N_PITCHES, 201), -5.0)
         onset = quiet.clone()
         onset[0, 40, 100] = 5.0  # one confident onset
