@@ -65,10 +65,11 @@ def store(s3_endpoint):
 
 
 @pytest.fixture
-def scratch(tmp_path, monkeypatch) -> Path:
-    """The temporary folder of this process and of the worker processes it starts."""
-    folder = tmp_path / "scratch"
-    folder.mkdir()
+def scratch(tmp_path_factory, monkeypatch) -> Path:
+    """The temporary folder of this process and of the worker processes it starts. A short path
+    (not under the test's own folder, named after the test): multiprocessing puts its sockets
+    here, and a Unix socket's path may not exceed 107 bytes."""
+    folder = tmp_path_factory.mktemp("s")
     monkeypatch.setenv("TMPDIR", str(folder))
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     return folder
