@@ -10,7 +10,8 @@ started late) and those of notes not decoded at all, and the frame recall inside
 notes is given up to and from LATE_SECONDS after their onsets (how far a time context must reach).
 A rendered dataset prints one summary line per instrument (GM name) instead of a line per part,
 without the model. Both give how long the notes below C3 last (median, share over 1 s): how long
-bass notes are held, the measurement behind the train-sampled-held preset.
+bass notes are held, the measurement behind the train-sampled-held preset), and those from C3 up;
+and with a model the frame recall per register: the measurements behind train-sampled-sustained.
 
 usage: python scripts/part_density.py DATASET [--model ONNX] [--decoder JSON] [--no-model]
        [--limit N]
@@ -32,6 +33,7 @@ from timbrescribe.evaluation.metrics import FRAME_PERIOD, frame_roll, note_frame
 ROOT = Path(__file__).resolve().parents[1]
 LATE_SECONDS = 0.46  # the reach of the frame refinement of the light-temporal layouts
 LOW_PITCH = 48  # C3: notes below it count as bass notes
+REGISTERS = (("<C3", 0, 48), ("C3-B3", 48, 60), ("C4-B4", 60, 72), (">=C5", 72, 128))
 WEIGHTS = ROOT / "src" / "timbrescribe" / "weights"
 
 
@@ -43,16 +45,29 @@ def notes_at_once(notes) -> float:
     return float(sounding[sounding > 0].mean())
 
 
-def low_note_lengths(notes) -> list[float]:
-    """The lengths of the notes below LOW_PITCH: how long bass notes are held."""
-    return [n.offset - n.onset for n in notes if n.pitch < LOW_PITCH]
+def note_lengths(notes, bass: bool) -> list[float]:
+    """The lengths of the notes below LOW_PITCH (bass=True: how long bass notes are held), or of
+    those from it up."""
+    return [n.offset - n.onset for n in notes if (n.pitch < LOW_PITCH) == bass]
 
 
-def describe_lengths(lengths: list[float]) -> str:
-    if not lengths:
-        return "  below C3: none"
-    return (f"  below C3: {len(lengths)} notes, median {np.median(lengths):.2f} s, "
-            f"{np.mean(np.array(lengths) > 1.0):.0%} over 1 s")
+def describe_lengths(bass: list[float], upper: list[float]) -> str:
+    parts = []
+    for name, lengths in (("below C3", bass), ("from C3", upper)):
+        parts.append(f"  {name}: none" if not lengths else
+                     f"  {name}: {len(lengths)} notes, median {np.median(lengths):.2f} s, "
+                     f"{np.mean(np.array(lengths) > 1.0):.0%} over 1 s")
+    return "".join(parts)
+
+
+def register_recall(reference: np.ndarray, estimate: np.ndarray) -> str:
+    """Frame recall of a part per REGISTERS band (128-row rolls)."""
+    parts = []
+    for name, low, high in REGISTERS:
+        labelled = int(reference[low:high].sum())
+        if labelled:
+            parts.append(f"{name} {(reference[low:high] & estimate[low:high]).sum() / labelled:.2f}")
+    return "  recall by register: " + ", ".join(parts)
 
 
 def probability_into_notes(frame: np.ndarray, notes, fraction: float) -> float:
@@ -107,6 +122,7 @@ def main() -> None:
         settings = DecoderSettings.from_json(args.decoder or args.model.with_name("decoder.json"))
     by_instrument: dict[str, list[float]] = defaultdict(list)
     low_lengths: dict[str, list[float]] = defaultdict(list)
+    upper_lengths: dict[str, list[float]] = defaultdict(list)
     for piece in pieces:
         frame = estimate = None
         if session is not None:
@@ -116,20 +132,21 @@ def main() -> None:
             density = notes_at_once(notes)
             if synthetic:
                 by_instrument[part.rsplit("-", 1)[0]].append(density)
-                low_lengths[part.rsplit("-", 1)[0]] += low_note_lengths(notes)
+                low_lengths[part.rsplit("-", 1)[0]] += note_lengths(notes, bass=True)
+                upper_lengths[part.rsplit("-", 1)[0]] += note_lengths(notes, bass=False)
                 continue
             line = (f"{piece.name:12s} {part:10s} notes {len(notes):4d}  at once {density:.2f}"
-                    + describe_lengths(low_note_lengths(notes)))
+                    + describe_lengths(note_lengths(notes, True), note_lengths(notes, False)))
             if frame is not None:
                 reference = frame_roll(notes, frame.shape[1])
                 recall = (estimate & reference).sum() / max(reference.sum(), 1)
                 quarter, half = (probability_into_notes(frame, notes, f) for f in (0.25, 0.5))
                 line += f"  frame prob at 1/4 {quarter:.2f}, 1/2 {half:.2f}  frame recall {recall:.3f}"
-                line += missed_frames(reference, estimate, notes)
+                line += missed_frames(reference, estimate, notes) + register_recall(reference, estimate)
             print(line)
     for name, values in sorted(by_instrument.items(), key=lambda item: -len(item[1])):
         print(f"{name:28s} parts {len(values):4d}  at once: mean {np.mean(values):.2f}, "
-              f"90th percentile {np.percentile(values, 90):.2f}" + describe_lengths(low_lengths[name]))
+              f"90th percentile {np.percentile(values, 90):.2f}" + describe_lengths(low_lengths[name], upper_lengths[name]))
 
 
 if __name__ == "__main__":

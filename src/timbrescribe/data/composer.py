@@ -33,7 +33,8 @@ class ComposerConfig:
     max_polyphony: int | None = None  # cap on the instrument's own polyphony (None: no cap)
     extra_polyphony: int = 0  # added to every polyphonic instrument's polyphony (dense keyboard writing)
     held_bass_prob: float = 0.0  # for polyphonic parts: an event's lowest note is held longer
-    held_bass_scale: tuple[float, float] = (2.0, 5.0)  # by a factor drawn from this range
+    held_chord_prob: float = 0.0  # for polyphonic parts: every note of a chord is held longer
+    held_scale: tuple[float, float] = (2.0, 5.0)  # held notes last this many times their length
     duration_mean: float = 0.45
     duration_std: float = 0.35
     duration_min: float = 0.08
@@ -153,10 +154,12 @@ def _compose_part(
             size = int(rng.integers(2, polyphony + 1))
         chord = _chord(rng, config, root, size, high)
         offset = min(onset + length, duration_s)
+        # Drawn only when the knobs are on, so that presets without them compose exactly as before.
+        if len(chord) > 1 and config.held_chord_prob > 0 and rng.random() < config.held_chord_prob:
+            offset = min(onset + length * rng.uniform(*config.held_scale), duration_s)
         bass_offset = offset
-        # Drawn only when the knob is on, so that presets without it compose exactly as before.
         if polyphony > 1 and config.held_bass_prob > 0 and rng.random() < config.held_bass_prob:
-            bass_offset = min(onset + length * rng.uniform(*config.held_bass_scale), duration_s)
+            bass_offset = max(offset, min(onset + length * rng.uniform(*config.held_scale), duration_s))
         if polyphony == 1 and index + 1 < len(rhythm):
             offset = min(offset, rhythm[index + 1][0])
         # Close notes that ended, share a pitch with the new chord, or exceed the polyphony.

@@ -172,6 +172,15 @@ PRESETS: dict[str, Preset] = {
             "a fifth of them over 1 s, against 0.48 s and a tenth in train-sampled-piano; docs/data.md)",
             composer=ComposerConfig(held_bass_prob=0.5),
         ),
+        replace(
+            TRAIN_SAMPLED_PIANO,
+            name="train-sampled-sustained",
+            description="train-sampled-held whose composed chords are also held: every note of "
+            "half of the chords lasts 2-5 times its drawn length, as a pianist holds a chord "
+            "under a moving line (TRIOS's brahms and lussier pianos hold 4.6-5.3 notes at once, "
+            "their notes from C3 up last 0.55-0.69 s at the median; docs/data.md)",
+            composer=ComposerConfig(held_bass_prob=0.5, held_chord_prob=0.5),
+        ),
         HELD_OUT_SAMPLED,
         replace(
             HELD_OUT_SAMPLED,
