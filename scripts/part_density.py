@@ -9,8 +9,8 @@ missed frames are split into those of notes decoded at some point of their span 
 started late) and those of notes not decoded at all, and the frame recall inside the decoded
 notes is given up to and from LATE_SECONDS after their onsets (how far a time context must reach).
 A rendered dataset prints one summary line per instrument (GM name) instead of a line per part,
-without the model. Both give how long the notes below C3 last (median, share over 1 s): how long
-bass notes are held, the measurement behind the train-sampled-held preset), and those from C3 up;
+without the model. Both give how long the notes below C3 last (median, share over 1 s: how long
+bass notes are held, the measurement behind the train-sampled-held preset) and those from C3 up,
 and with a model the frame recall per register: the measurements behind train-sampled-sustained.
 
 usage: python scripts/part_density.py DATASET [--model ONNX] [--decoder JSON] [--no-model]
@@ -45,15 +45,11 @@ def notes_at_once(notes) -> float:
     return float(sounding[sounding > 0].mean())
 
 
-def note_lengths(notes, bass: bool) -> list[float]:
-    """The lengths of the notes below LOW_PITCH (bass=True: how long bass notes are held), or of
-    those from it up."""
-    return [n.offset - n.onset for n in notes if (n.pitch < LOW_PITCH) == bass]
-
-
-def describe_lengths(bass: list[float], upper: list[float]) -> str:
+def describe_lengths(notes) -> str:
+    """How long the notes below LOW_PITCH last (how long bass notes are held) and those from it up."""
     parts = []
-    for name, lengths in (("below C3", bass), ("from C3", upper)):
+    for name, bass in (("below C3", True), ("from C3", False)):
+        lengths = [n.offset - n.onset for n in notes if (n.pitch < LOW_PITCH) == bass]
         parts.append(f"  {name}: none" if not lengths else
                      f"  {name}: {len(lengths)} notes, median {np.median(lengths):.2f} s, "
                      f"{np.mean(np.array(lengths) > 1.0):.0%} over 1 s")
@@ -121,8 +117,7 @@ def main() -> None:
         session = AgnosticSession(str(args.model))
         settings = DecoderSettings.from_json(args.decoder or args.model.with_name("decoder.json"))
     by_instrument: dict[str, list[float]] = defaultdict(list)
-    low_lengths: dict[str, list[float]] = defaultdict(list)
-    upper_lengths: dict[str, list[float]] = defaultdict(list)
+    instrument_notes: dict[str, list] = defaultdict(list)
     for piece in pieces:
         frame = estimate = None
         if session is not None:
@@ -131,12 +126,12 @@ def main() -> None:
         for part, notes in piece.parts.items():
             density = notes_at_once(notes)
             if synthetic:
-                by_instrument[part.rsplit("-", 1)[0]].append(density)
-                low_lengths[part.rsplit("-", 1)[0]] += note_lengths(notes, bass=True)
-                upper_lengths[part.rsplit("-", 1)[0]] += note_lengths(notes, bass=False)
+                instrument = part.rsplit("-", 1)[0]
+                by_instrument[instrument].append(density)
+                instrument_notes[instrument] += notes
                 continue
             line = (f"{piece.name:12s} {part:10s} notes {len(notes):4d}  at once {density:.2f}"
-                    + describe_lengths(note_lengths(notes, True), note_lengths(notes, False)))
+                    + describe_lengths(notes))
             if frame is not None:
                 reference = frame_roll(notes, frame.shape[1])
                 recall = (estimate & reference).sum() / max(reference.sum(), 1)
@@ -146,7 +141,7 @@ def main() -> None:
             print(line)
     for name, values in sorted(by_instrument.items(), key=lambda item: -len(item[1])):
         print(f"{name:28s} parts {len(values):4d}  at once: mean {np.mean(values):.2f}, "
-              f"90th percentile {np.percentile(values, 90):.2f}" + describe_lengths(low_lengths[name], upper_lengths[name]))
+              f"90th percentile {np.percentile(values, 90):.2f}" + describe_lengths(instrument_notes[name]))
 
 
 if __name__ == "__main__":

@@ -78,14 +78,15 @@ class TimeContext(nn.Module):
             for width, dilation in zip(widths, dilations)
         ]
         self.layers = nn.Sequential(*(module for conv in convs for module in (conv, nn.ReLU())))
-        self.energy = None
-        if energy:
-            self.energy = nn.Conv2d(1, channels, (1, 9), padding=convs[0].padding, dilation=convs[0].dilation, bias=False)
-            nn.init.zeros_(self.energy.weight)
-        self.neighbours = None
-        if neighbours:
-            self.neighbours = nn.Conv2d(1, channels, (1, 9), padding=convs[0].padding, dilation=convs[0].dilation, bias=False)
-            nn.init.zeros_(self.neighbours.weight)
+
+        def side_taps() -> nn.Conv2d:
+            """Taps of one more input into the first layer, starting at zero (passing nothing on)."""
+            taps = nn.Conv2d(1, channels, (1, 9), padding=convs[0].padding, dilation=convs[0].dilation, bias=False)
+            nn.init.zeros_(taps.weight)
+            return taps
+
+        self.energy = side_taps() if energy else None
+        self.neighbours = side_taps() if neighbours else None
         self.out = nn.Conv2d(channels, 1, (1, 1))
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
