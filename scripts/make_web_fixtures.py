@@ -86,12 +86,15 @@ def decode_fixture() -> dict:
         ("tuned", tuned),
         ("defaults", DecoderSettings()),
         ("no-extras", dataclasses.replace(tuned, infer_onsets=False, leftover_notes=False, max_dip_frames=0)),
+        ("dense-rule", dataclasses.replace(tuned, dense_polyphony=3, dense_frame_threshold=0.1)),
     ]
     cases = []
     for seed, (label, settings) in enumerate(settings_list):
         codes_onset, codes_frame, overrides = _synthetic_maps(seed, n_notes=120)
         onset, frame = _maps_from_codes(codes_onset, codes_frame, overrides)
         notes = decode_notes(onset, frame, settings)
+        if settings.dense_polyphony:  # the case must exercise the rule
+            assert notes != decode_notes(onset, frame, dataclasses.replace(settings, dense_polyphony=0))
         cases.append({
             "name": f"seed {seed}, {label} settings",
             "settings": settings.to_dict(),

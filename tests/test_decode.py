@@ -1,4 +1,5 @@
 """Decoder tests on hand-built activation maps (DESIGN.md §5)."""
+import dataclasses
 import subprocess
 import sys
 import tracemalloc
@@ -174,6 +175,40 @@ def test_leftover_energy_becomes_a_note_only_when_strong():
     assert spans(decode_notes(onset, frame, ONLY_PEAKS)) == [(62, 30, 70)]
 
 
+def chord_with_a_fading_note(n_chord):
+    """Maps of a chord of n_chord notes over frames [20, 100) whose lowest note fades to 0.15 at
+    frame 50, and of a lone note (frames [150, 230), row 70) fading the same way at frame 180."""
+    onset, frame = empty_maps(260)
+    for row in range(10, 10 + 4 * n_chord, 4):
+        add_note(onset, frame, row, 20, 100)
+    frame[10, 50:100] = 0.15
+    add_note(onset, frame, 70, 150, 230)
+    frame[70, 180:230] = 0.15
+    return onset, frame
+
+
+@pytest.mark.parametrize("dense_polyphony, fading_end", [(0, 50), (3, 100), (4, 50)])
+def test_a_fading_note_lasts_while_enough_other_pitches_sound(dense_polyphony, fading_end):
+    """4-note chord: in frames 50-99 three pitches reach the frame threshold, so with the rule
+    at 3 the fading note lasts to the chord's end; at 4 (or off) it ends where it fades."""
+    settings = dataclasses.replace(ONLY_PEAKS, frame_threshold=0.2, dense_polyphony=dense_polyphony,
+                                   dense_frame_threshold=0.1)
+    found = spans(decode_notes(*chord_with_a_fading_note(4), settings))
+    assert (10, 20, fading_end) in found
+    assert (70, 150, 180) in found  # a lone fading note is never dense
+    assert {(row, 20, 100) for row in (14, 18, 22)} <= set(found) and len(found) == 5
+
+
+def test_dense_frames_need_the_frame_threshold_not_the_dense_one():
+    """In frames 50-99 the other three notes sit at 0.15: above the dense threshold but below the
+    frame threshold, so they make no frame dense and every note ends at 50."""
+    onset, frame = chord_with_a_fading_note(4)
+    frame[14:23, 50:100] = np.where(frame[14:23, 50:100] > 0, 0.15, 0.0)
+    settings = dataclasses.replace(ONLY_PEAKS, frame_threshold=0.2, dense_polyphony=1,
+                                   dense_frame_threshold=0.1)
+    assert [s[2] for s in spans(decode_notes(onset, frame, settings)) if s[1] == 20] == [50] * 4
+
+
 def test_empty_maps_give_no_notes():
     assert decode_notes(*empty_maps()) == []
     assert decode_notes(*empty_maps(0)) == []
@@ -255,7 +290,8 @@ def test_settings_round_trip_through_json(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "values", [{"onset_treshold": 0.4}, {"frame_threshold": 1.5}, {"max_dip_frames": -1}]
+    "values", [{"onset_treshold": 0.4}, {"frame_threshold": 1.5}, {"max_dip_frames": -1},
+               {"dense_polyphony": -1}, {"dense_frame_threshold": 1.2}]
 )
 def test_bad_settings_are_rejected(values):
     with pytest.raises(ValueError):
@@ -271,13 +307,17 @@ def noisy_maps(n_frames, seed):
     return onset.astype(np.float32), frame.astype(np.float32)
 
 
+@pytest.mark.parametrize("dense_polyphony", [0, 38])  # the dense rule counts over all rows
 @pytest.mark.parametrize("rows_per_block", [1, 5, 83])
-def test_decoding_in_blocks_of_pitch_rows_gives_the_same_notes(monkeypatch, rows_per_block):
+def test_decoding_in_blocks_of_pitch_rows_gives_the_same_notes(monkeypatch, rows_per_block, dense_polyphony):
     n_frames = 20000
     onset, frame = noisy_maps(n_frames, seed=3)
-    settings = DecoderSettings(min_note_ms=30)
+    settings = DecoderSettings(min_note_ms=30, dense_polyphony=dense_polyphony, dense_frame_threshold=0.1)
     monkeypatch.setattr(decode, "BLOCK_CELLS", N_PITCHES * n_frames)  # one block of all rows
     whole = decode_notes(onset, frame, settings)
+    if dense_polyphony:  # about half the frames are dense: the rule changes many notes
+        plain = decode_notes(onset, frame, DecoderSettings(min_note_ms=30))
+        assert len(set(whole) ^ set(plain)) > 1000
     monkeypatch.setattr(decode, "BLOCK_CELLS", rows_per_block * n_frames)
     assert decode_notes(onset, frame, settings) == whole
     assert len(whole) > 20000 and len({n.pitch for n in whole}) == N_PITCHES

@@ -8,6 +8,10 @@ A decoded note spanning frames [s, e) has onset frame_to_time(s) and offset fram
    onset peak nearby ("inferred" onsets).
 2. Each candidate starts a note that runs while the frame map stays at or above frame_threshold
    (dips of up to max_dip_frames bridged) and stops at the next candidate of the same pitch.
+   In dense frames, where at least dense_polyphony pitches reach frame_threshold, a note also
+   runs on while its frame map stays at or above dense_frame_threshold: in a dense chord the
+   network spreads its confidence over the chord's notes, and their decaying tails fall below
+   the threshold that keeps a lone note's reverb tail out.
    Notes at one pitch cannot overlap and pitches do not interact, so the result does not depend
    on the order candidates are processed in: all are decoded at once, vectorised.
 3. Leftover energy: frame-map runs not covered by a kept note whose peak reaches
@@ -16,8 +20,9 @@ A decoded note spanning frames [s, e) has onset frame_to_time(s) and offset fram
 4. Notes shorter than min_note_ms are dropped. Velocity = round(127 x mean frame activation over
    the note), clipped to 1..127.
 
-As pitches do not interact, the maps are decoded a block of pitch rows at a time: the temporaries
-of a long file stay bounded (BLOCK_CELLS) and the notes are the same as from all rows at once.
+Pitches interact only through the dense frames, counted over all rows first; so the maps are then
+decoded a block of pitch rows at a time: the temporaries of a long file stay bounded (BLOCK_CELLS)
+and the notes are the same as from all rows at once.
 
 numpy only: this runs on the onnxruntime inference path, without torch (or scipy).
 """
@@ -52,12 +57,15 @@ class DecoderSettings(JsonSettings):
     inferred_onset_gap: int = 2  # no inferred onset within this many frames of an onset peak
     leftover_notes: bool = True  # turn strong frame energy not covered by notes into notes
     leftover_threshold: float = 0.5  # peak frame activation a leftover run needs to become a note
+    dense_polyphony: int = 0  # pitches at or above frame_threshold that make a frame dense (0: off)
+    dense_frame_threshold: float = 0.15  # in a dense frame a note also lasts while at or above this
 
     def __post_init__(self):
-        for name in ("onset_threshold", "frame_threshold", "rise_threshold", "leftover_threshold"):
+        for name in ("onset_threshold", "frame_threshold", "rise_threshold", "leftover_threshold",
+                     "dense_frame_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("min_note_ms", "max_dip_frames", "inferred_onset_gap"):
+        for name in ("min_note_ms", "max_dip_frames", "inferred_onset_gap", "dense_polyphony"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
@@ -84,10 +92,11 @@ def decode_notes(
         if not (values.min() >= 0.0 and values.max() <= 1.0):  # also catches NaN
             raise ValueError(f"{name} activations must be probabilities in [0, 1] (logits? NaN?)")
     rows = max(1, BLOCK_CELLS // onset.shape[1])
+    dense = _dense_frames(frame, settings, rows)
     blocks = [
         _decode_rows(
             onset[first : first + rows].astype(np.float32), frame[first : first + rows].astype(np.float32),
-            settings, first,
+            settings, first, dense,
         )
         for first in range(0, N_PITCHES, rows)
     ]
@@ -95,11 +104,24 @@ def decode_notes(
     return _to_notes(row, start, end, velocity)
 
 
+def _dense_frames(frame: np.ndarray, settings: DecoderSettings, rows: int) -> np.ndarray | None:
+    """Boolean (T,) map of the frames where at least dense_polyphony pitch rows of the whole frame
+    map reach frame_threshold (counted ``rows`` rows at a time); None when the rule is off."""
+    if settings.dense_polyphony == 0:
+        return None
+    count = np.zeros(frame.shape[1], dtype=np.int64)
+    for first in range(0, frame.shape[0], rows):  # widened as _decode_rows widens its block
+        count += (frame[first : first + rows].astype(np.float32) >= settings.frame_threshold).sum(axis=0)
+    return count >= settings.dense_polyphony
+
+
 def _decode_rows(
-    onset: np.ndarray, frame: np.ndarray, settings: DecoderSettings, first_row: int
+    onset: np.ndarray, frame: np.ndarray, settings: DecoderSettings, first_row: int,
+    dense: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pitch row, start frame, end frame and velocity of the notes in the rows of the maps, which
-    are rows first_row, first_row + 1, ... of the whole maps."""
+    are rows first_row, first_row + 1, ... of the whole maps; ``dense`` is _dense_frames of the
+    whole maps."""
     active = frame >= settings.frame_threshold
     sounding = _bridge_dips(active, settings.max_dip_frames)
     candidates = onset_peaks(onset, settings.onset_threshold)
@@ -107,7 +129,10 @@ def _decode_rows(
         candidates |= _inferred_onsets(frame, sounding, candidates, settings)
 
     # A candidate frame counts as sounding, so a frame map lagging the onset by a dip still joins.
-    in_note = _bridge_dips(active | candidates, settings.max_dip_frames)
+    lasting = active | candidates
+    if dense is not None:
+        lasting |= dense & (frame >= settings.dense_frame_threshold)
+    in_note = _bridge_dips(lasting, settings.max_dip_frames)
     pitch, start = np.nonzero(candidates)
     end = _next_stop(~in_note | candidates, pitch, start)
     keep = end - start >= settings.min_note_frames

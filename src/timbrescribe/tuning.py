@@ -16,8 +16,8 @@ equal weight, so that the few long TRIOS pieces count as much as the many short 
 
 Search: a coarse grid over onset threshold x frame threshold x minimum note length; coordinate
 descent (each setting swept alone over its whole range, secondary ones included: dip tolerance,
-inferred and leftover notes) until a round changes nothing, as the settings interact (a low
-leftover threshold makes onset peaks less needed); grids at half and a quarter of the coarse
+inferred and leftover notes, the dense-frame rule) until a round changes nothing, as the settings
+interact (a low leftover threshold makes onset peaks less needed); grids at half and a quarter of the coarse
 spacing around the best; coordinate descent again. Every stage contains its starting point, so
 the best objective never decreases; settings already scored are not scored again. A best value
 at the end of the range tried is reported (the range may need widening for another model).
@@ -60,6 +60,8 @@ SECONDARY_SWEEPS = {
     "infer_onsets": (True, False),
     "leftover_threshold": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     "leftover_notes": (True, False),
+    "dense_polyphony": (0, 2, 3, 4, 5, 6, 8),
+    "dense_frame_threshold": (0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2),
 }
 MAX_ROUNDS = 5  # of coordinate descent
 

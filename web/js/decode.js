@@ -1,5 +1,6 @@
 // Note decoder: onset and frame maps -> notes. A port of src/timbrescribe/decode.py, one pitch row at
-// a time (pitches do not interact, so the notes are the same as from the whole map at once).
+// a time (pitches interact only through the dense frames, counted over all rows first, so the notes
+// are the same as from the whole map at once).
 //
 // Row k of a map is MIDI pitch midiMin + k; a note over frames [s, e) has onset s * hop / sampleRate
 // and offset e * hop / sampleRate. The maps are float32 probabilities and numpy compares them with
@@ -83,8 +84,27 @@ function spanMax(values, start, end) {
   return peak;
 }
 
-/** Notes of one pitch row: [{start, end, velocity}] in frames, in no particular order. */
-export function decodeRow(onset, frame, settings, frameRate) {
+/**
+ * Frames where at least settings.dense_polyphony pitch rows reach the frame threshold (a Uint8Array
+ * of nFrames), or null when the rule is off (0 or absent, as in settings files written before it).
+ */
+function denseFrames(frameMap, nFrames, nPitches, settings) {
+  const needed = settings.dense_polyphony ?? 0;
+  if (needed === 0) return null;
+  const limit = f32(settings.frame_threshold);
+  const count = new Uint16Array(nFrames);
+  for (let row = 0; row < nPitches; row++) {
+    const offset = row * nFrames;
+    for (let t = 0; t < nFrames; t++) if (frameMap[offset + t] >= limit) count[t]++;
+  }
+  return count.map((c) => (c >= needed ? 1 : 0));
+}
+
+/**
+ * Notes of one pitch row: [{start, end, velocity}] in frames, in no particular order. `dense`: the
+ * dense frames of the whole map (denseFrames), or null.
+ */
+function decodeRow(onset, frame, settings, frameRate, dense) {
   const n = frame.length;
   const minFrames = minNoteFrames(settings, frameRate);
   const frameLimit = f32(settings.frame_threshold);
@@ -96,9 +116,14 @@ export function decodeRow(onset, frame, settings, frameRate) {
     const inferred = inferredOnsets(frame, sounding, candidates, settings);
     for (let t = 0; t < n; t++) candidates[t] |= inferred[t];
   }
-  const activeOrCandidate = new Uint8Array(n);
-  for (let t = 0; t < n; t++) activeOrCandidate[t] = active[t] | candidates[t];
-  const inNote = bridgeDips(activeOrCandidate, settings.max_dip_frames);
+  const lasting = new Uint8Array(n);
+  for (let t = 0; t < n; t++) lasting[t] = active[t] | candidates[t];
+  if (dense) {
+    // In a dense frame a note also lasts while its frame map reaches the dense threshold.
+    const denseLimit = f32(settings.dense_frame_threshold);
+    for (let t = 0; t < n; t++) if (dense[t] && frame[t] >= denseLimit) lasting[t] = 1;
+  }
+  const inNote = bridgeDips(lasting, settings.max_dip_frames);
 
   const spans = [];
   const covered = new Uint8Array(n);
@@ -139,11 +164,12 @@ export function decodeNotes(maps, settings, constants) {
     throw new Error(`onset and frame maps must both be ${nPitches} x ${nFrames}`);
   }
   const frameRate = sampleRate / hop;
+  const dense = denseFrames(maps.frame, nFrames, nPitches, settings);
   const found = [];
   for (let row = 0; row < nPitches; row++) {
     const onsetRow = maps.onset.subarray(row * nFrames, (row + 1) * nFrames);
     const frameRow = maps.frame.subarray(row * nFrames, (row + 1) * nFrames);
-    for (const span of decodeRow(onsetRow, frameRow, settings, frameRate)) found.push({ row, ...span });
+    for (const span of decodeRow(onsetRow, frameRow, settings, frameRate, dense)) found.push({ row, ...span });
   }
   found.sort((a, b) => a.start - b.start || a.row - b.row);
   return found.map(({ row, start, end, velocity }) => ({
