@@ -12,8 +12,9 @@ A decoded note spanning frames [s, e) has onset frame_to_time(s) and offset fram
    runs on while its frame map stays at or above dense_frame_threshold: in a dense chord the
    network spreads its confidence over the chord's notes, and their decaying tails fall below
    the threshold that keeps a lone note's reverb tail out.
-   Notes at one pitch cannot overlap and pitches do not interact, so the result does not depend
-   on the order candidates are processed in: all are decoded at once, vectorised.
+   Notes at one pitch cannot overlap, and pitches interact only through the dense frames, which
+   depend on the frame map alone; so the result does not depend on the order candidates are
+   processed in: all are decoded at once, vectorised.
 3. Leftover energy: frame-map runs not covered by a kept note whose peak reaches
    leftover_threshold become notes too. This equals repeatedly taking the strongest unused cell
    and extending it both ways in time, but needs no loop.
