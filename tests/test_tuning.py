@@ -258,6 +258,19 @@ def test_recordings_merge_all_parts_of_each_mix(tmp_path):
     np.testing.assert_allclose(found[1].load_audio(), 0.2, atol=1e-4)  # channel 0, the mix
 
 
+def test_a_frame_threshold_given_takes_the_dense_threshold_with_it(tmp_path, monkeypatch):
+    tuned = DecoderSettings(frame_threshold=0.2, dense_polyphony=3, dense_frame_threshold=0.15)
+    tuned.to_json(tmp_path / "decoder.json")
+    monkeypatch.setattr(transcription, "TUNED_DECODER_PATH", tmp_path / "decoder.json")
+    raised = transcription.decoder_settings(frame_threshold=0.4)
+    assert (raised.frame_threshold, raised.dense_polyphony) == (0.4, 3)
+    assert raised.dense_frame_threshold == pytest.approx(0.3)
+    assert transcription.decoder_settings(onset_threshold=0.5).dense_frame_threshold == 0.15
+    tuned_higher = DecoderSettings(frame_threshold=0.2, dense_polyphony=3, dense_frame_threshold=0.5)
+    tuned_higher.to_json(tmp_path / "decoder.json")  # a ratio above 1 stays a valid threshold
+    assert transcription.decoder_settings(frame_threshold=0.9).dense_frame_threshold == 1.0
+
+
 def test_transcription_defaults_come_from_the_tuned_file_when_present(tmp_path, monkeypatch):
     tuned = DecoderSettings(onset_threshold=0.37, frame_threshold=0.21, min_note_ms=55.0, max_dip_frames=3)
     path = tmp_path / "decoder.json"

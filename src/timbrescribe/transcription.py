@@ -122,9 +122,15 @@ def decoder_settings(
     separation: bool = False,
 ) -> DecoderSettings:
     """The package's decoder settings for the separation graph (``separation``) or the note graph,
-    with the given values replacing theirs (None keeps the package value; decoder_overrides)."""
+    with the given values replacing theirs (None keeps the package value; decoder_overrides). A
+    frame threshold given takes the dense-frame threshold with it, in proportion: in dense chords
+    notes then last down to the same share of the new threshold as of the tuned one."""
+    tuned = package_decoder_settings(separation=separation)
     overrides = decoder_overrides(onset_threshold, frame_threshold, min_note_ms)
-    return dataclasses.replace(package_decoder_settings(separation=separation), **overrides)
+    if "frame_threshold" in overrides and tuned.frame_threshold > 0:
+        ratio = tuned.dense_frame_threshold / tuned.frame_threshold
+        overrides["dense_frame_threshold"] = min(1.0, ratio * overrides["frame_threshold"])
+    return dataclasses.replace(tuned, **overrides)
 
 
 def package_cluster_settings(path: str | os.PathLike | None = None) -> ClusterSettings:
@@ -230,13 +236,13 @@ def transcribe(
     k = parse_instruments(instruments)
     if decoder is not None and (onset_threshold, frame_threshold, min_note_ms) != (None, None, None):
         raise ValueError("pass either decoder settings or threshold overrides, not both")
-    overrides = decoder_overrides(onset_threshold, frame_threshold, min_note_ms)
+    decoder_overrides(onset_threshold, frame_threshold, min_note_ms)  # bad values fail before loading
     if session is None:
         session = open_session(k, model_path, threads)
     elif k != 1 and not session.has_embeddings:
         raise UserError("this session's model gives no timbre embeddings: use a SeparationSession, or instruments=1")
-    settings = decoder if decoder is not None else dataclasses.replace(
-        package_decoder_settings(separation=session.has_embeddings), **overrides)
+    settings = decoder if decoder is not None else decoder_settings(
+        onset_threshold, frame_threshold, min_note_ms, separation=session.has_embeddings)
     samples = _model_input(audio, sr)
     analysis = analyse(samples, session, settings, with_vectors=k != 1, progress=progress)
     if analysis.vectors is None:
