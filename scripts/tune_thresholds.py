@@ -4,12 +4,16 @@ Sources, weighted equally: the synthetic validation set (--val), the TRIOS dev s
 full mixes) and the real solo-violin dev set (--violin; left out when absent). Objective and search: see timbrescribe.tuning. Activations are cached under --cache
 per model fingerprint, so a rerun with the same model only decodes and scores.
 
+With --base FILE the search starts from those settings; with --only NAMES it sweeps just the
+named settings (coordinate descent, timbrescribe.tuning.coordinate_descent) and keeps the others,
+e.g. to add the dense-frame rule to settings chosen by another objective.
+
 Writes --out (DecoderSettings.to_json; read by timbrescribe.transcription) and, next to it,
 ``<stem>.tuning.json``: the model, data, objective and scores the settings were chosen with.
 
 usage: python scripts/tune_thresholds.py [--model agnostic.onnx|separation.onnx] [--out decoder.json]
        [--cache DIR] [--val DIR] [--trios DIR] [--violin DIR] [--threads N] [--objective note|note+frame]
-       [--top N]
+       [--top N] [--base FILE] [--only NAME,NAME]
 """
 import argparse
 import datetime
@@ -26,7 +30,8 @@ from timbrescribe.transcription import tuned_decoder_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIOS = ROOT.parent / "shared" / "data" / "trios"
-SWEPT = [*tuning.COARSE_GRID, *tuning.SECONDARY_SWEEPS]
+LINES = {**tuning.COARSE_GRID, **tuning.SECONDARY_SWEEPS}
+SWEPT = list(LINES)
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,7 +50,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--objective", choices=sorted(tuning.OBJECTIVES), default="note",
                         help="what the settings maximise (timbrescribe.tuning.OBJECTIVES)")
     parser.add_argument("--top", type=int, default=10, help="trials to print")
-    return parser.parse_args()
+    parser.add_argument("--base", type=Path, default=None, help="settings file to start from (default: DecoderSettings())")
+    parser.add_argument("--only", type=lambda text: text.split(","), default=None,
+                        help=f"comma-separated settings to sweep, the others kept (of: {', '.join(SWEPT)})")
+    args = parser.parse_args()
+    unknown = sorted(set(args.only or ()) - set(SWEPT))
+    if unknown:
+        parser.error(f"--only: not a swept setting: {', '.join(unknown)}")
+    if args.base is not None and not args.base.is_file():
+        parser.error(f"--base: no settings file {args.base}")
+    return args
 
 
 def shown(path: Path) -> str:
@@ -85,7 +99,12 @@ def main() -> None:
 
     search = tuning.Search(items, progress=lambda n: print(f"\r{n} settings scored", end="", flush=True),
                            objective=args.objective)
-    best = tuning.tune(search)
+    base = DecoderSettings() if args.base is None else DecoderSettings.from_json(args.base)
+    if args.only is None:
+        best = tuning.tune(search, base)
+    else:
+        search.run([base])
+        best = tuning.coordinate_descent(search, {name: LINES[name] for name in args.only})
     search_s = time.perf_counter() - started - activations_s
     print(f"\nsearch: {len(search.trials)} settings in {search_s:.1f} s")
 
@@ -94,13 +113,15 @@ def main() -> None:
         per_source = " ".join(f"{s} {f:.4f}" for s, f in trial.source_f.items())
         print(f"  {trial.objective:.4f}  {per_source}  {tuning.describe(trial.settings, SWEPT)}")
 
-    chosen, defaults = tuning.full_scores(items, best.settings), tuning.full_scores(items, DecoderSettings())
+    # scores of the settings the search started from: the defaults, or --base
+    start_label = "defaults" if args.base is None else "start"
+    chosen, start = tuning.full_scores(items, best.settings), tuning.full_scores(items, base)
     print(f"chosen: {tuning.describe(best.settings, SWEPT)}")
     edges = tuning.edge_settings(search, SWEPT)
     if edges:
         print(f"WARNING: best value at the end of the range tried for {edges}: consider widening it")
     print_scores("chosen", chosen)
-    print_scores("defaults", defaults)
+    print_scores(start_label, start)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     best.settings.to_json(args.out)
@@ -110,13 +131,15 @@ def main() -> None:
         "data": {"synthetic-val": shown(args.val), "trios": shown(args.trios),
                  "violin": shown(args.violin) if args.violin.is_dir() else None, "recordings": counts},
         "objective": tuning.OBJECTIVES[args.objective],
+        "base": None if args.base is None else shown(args.base),
+        "swept": args.only or SWEPT,
         "objective_value": best.objective,
         "settings": best.settings.to_dict(),
         "settings_scored": len(search.trials),
         "search_seconds": round(search_s, 1),
         "at_range_edge": edges,
         "chosen": {s: scores_row(v) for s, v in chosen.items()},
-        "defaults": {s: scores_row(v) for s, v in defaults.items()},
+        start_label: {s: scores_row(v) for s, v in start.items()},
     }
     record_path = tuning_record_path(args.out)
     record_path.write_text(json.dumps(record, indent=2) + "\n")

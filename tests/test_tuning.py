@@ -125,6 +125,27 @@ def test_note_and_frame_objective_prefers_the_frame_threshold_that_keeps_note_le
         tuning.Search([maps.item()], objective="frame")
 
 
+def test_dense_rule_keeps_a_chords_fading_note_and_leaves_a_lone_tail_out():
+    # A 4-note chord (reference: all full length) whose lowest note fades to 0.25 halfway, and a
+    # lone note followed by a 0.25 reverb tail that the reference does not hold. No single frame
+    # threshold gets both right; the dense-frame rule, swept from settings with it off, does.
+    maps = Maps()
+    for row in range(30, 34):
+        maps.add(row, 20, 2 * NOTE_FRAMES, 0.6, 0.6, real=True)
+    maps.frame[30, 20 + NOTE_FRAMES : 20 + 2 * NOTE_FRAMES] = 0.25
+    maps.add(60, 120, NOTE_FRAMES, 0.6, 0.6, real=True)
+    maps.frame[60, 120 + NOTE_FRAMES : 120 + 2 * NOTE_FRAMES] = 0.25
+    base = dataclasses.replace(PEAKS_ONLY, onset_threshold=0.5, frame_threshold=0.4)
+    for frame_threshold in (0.2, 0.4):  # the tail kept, or the fading note cut
+        settings = dataclasses.replace(base, frame_threshold=frame_threshold)
+        assert tuning.evaluate([maps.item()], settings, "note+frame").objective < 0.99
+    search = tuning.Search([maps.item()], objective="note+frame")
+    search.run([base])
+    best = tuning.coordinate_descent(search, {"dense_polyphony": (0, 3, 8), "dense_frame_threshold": (0.2, 0.3)})
+    assert best.settings.dense_polyphony == 3 and best.settings.dense_frame_threshold <= 0.25
+    assert best.settings.frame_threshold == 0.4 and best.objective == pytest.approx(1.0)
+
+
 def test_full_scores_reports_all_three_metrics_per_source():
     items = [threshold_maps().item("synthetic-val"), threshold_maps().item("trios")]
     scores = tuning.full_scores(items, dataclasses.replace(PEAKS_ONLY, onset_threshold=0.5, frame_threshold=0.4))
