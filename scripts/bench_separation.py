@@ -5,7 +5,8 @@ descriptor baseline, and the one-track note model.
    over parts, then over excerpts) with the true number of parts (oracle K) and with K estimated,
    and how often the estimate is exactly right per true K. Sets: TRIOS (dev; full mixes and 2- and
    3-part sub-mixes from stems) and the synthetic test set (held-out soundfont, 1-4 parts, seed 1001,
-   never used for training or tuning). Agnostic note F (all notes merged) is printed beside them.
+   never used for training or tuning). Agnostic note F (all notes merged) is printed beside them,
+   and frame F, separated (per part, estimated K) and agnostic.
 2. Real-time factor on TRIOS full mixes, one thread, best of ``--repeats`` runs, the systems taking
    turns excerpt by excerpt: the one-track note model against the separating model with estimated
    K (clustering included). numpy/BLAS are held to one thread (bench_basic_pitch.py).
@@ -73,8 +74,9 @@ def long_file_rss(excerpts: list[layout.Excerpt], minutes: float) -> dict:
 
 def markdown(result: dict, speed: dict, rss: dict) -> str:
     lines = ["| set | excerpts | system | separated note F, oracle K | separated note F, estimated K "
-             "| all-notes F, oracle K | all-notes F, estimated K | K exact | agnostic note F |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| all-notes F, oracle K | all-notes F, estimated K | K exact | agnostic note F "
+             "| separated frame F, estimated K | agnostic frame F |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for set_name, by_system in result.items():
         for name, modes in by_system.items():
             for group, oracle in modes["oracle"].items():
@@ -85,7 +87,8 @@ def markdown(result: dict, speed: dict, rss: dict) -> str:
                     f"| {set_name} {group} | {oracle['n_excerpts']} | {name} | {oracle['separated']['note']['f']:.3f} "
                     f"| {estimated['separated']['note']['f']:.3f} | {oracle['separated_all_notes_f']:.3f} "
                     f"| {estimated['separated_all_notes_f']:.3f} | {estimated['k_exact']:.0%} "
-                    f"| {oracle['agnostic']['note']['f']:.3f} |"
+                    f"| {oracle['agnostic']['note']['f']:.3f} | {estimated['separated']['frame']['f']:.3f} "
+                    f"| {estimated['agnostic']['frame']['f']:.3f} |"
                 )
     lines += ["", "| set | system | K exactly right, by true K |", "|---|---|---|"]
     for set_name, by_system in result.items():

@@ -19,7 +19,7 @@ import numpy as np
 
 from timbrescribe.clustering import ClusterSettings, cluster_notes
 from timbrescribe.constants import EMBEDDING_DIM, N_PITCHES, SAMPLE_RATE, n_frames
-from timbrescribe.decode import DecoderSettings, decode_notes
+from timbrescribe.decode import DecoderSettings, decode_notes, separated_notes
 from timbrescribe.inference import SHORT_FILE_CHUNK_SECONDS, SHORT_FILE_SECONDS, AgnosticSession, SeparationSession, chunk_frames, chunk_spans
 from timbrescribe.notes import Note
 from timbrescribe.pooling import CellStore
@@ -87,16 +87,21 @@ def decode_fixture() -> dict:
         ("defaults", DecoderSettings()),
         ("no-extras", dataclasses.replace(tuned, infer_onsets=False, leftover_notes=False, max_dip_frames=0)),
         ("dense-rule", dataclasses.replace(tuned, dense_polyphony=3, dense_frame_threshold=0.1)),
+        # as the separated transcription decodes: the rule off, then dense_ends after clustering
+        ("separated dense-rule", dataclasses.replace(tuned, dense_polyphony=3, dense_frame_threshold=0.1)),
     ]
     cases = []
     for seed, (label, settings) in enumerate(settings_list):
         codes_onset, codes_frame, overrides = _synthetic_maps(seed, n_notes=120)
         onset, frame = _maps_from_codes(codes_onset, codes_frame, overrides)
-        notes = decode_notes(onset, frame, settings)
+        separated = label.startswith("separated")
+        without_rule = decode_notes(onset, frame, settings.without_dense_rule())
+        notes = (separated_notes if separated else decode_notes)(onset, frame, settings)
         if settings.dense_polyphony:  # the case must exercise the rule
-            assert notes != decode_notes(onset, frame, dataclasses.replace(settings, dense_polyphony=0))
+            assert notes != without_rule
         cases.append({
             "name": f"seed {seed}, {label} settings",
+            "separated": separated,
             "settings": settings.to_dict(),
             "n_frames": MAP_FRAMES,
             "onset_codes": _b64(codes_onset),

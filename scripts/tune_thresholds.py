@@ -4,6 +4,9 @@ Sources, weighted equally: the synthetic validation set (--val), the TRIOS dev s
 full mixes) and the real solo-violin dev set (--violin; left out when absent). Objective and search: see timbrescribe.tuning. Activations are cached under --cache
 per model fingerprint, so a rerun with the same model only decodes and scores.
 
+A separation graph's notes are decoded as the separated transcription decodes them: the
+dense-frame rule only extends the ends of notes found without it (timbrescribe.tuning.decoded).
+
 With --base FILE the search starts from those settings; with --only NAMES it sweeps just the
 named settings (coordinate descent, timbrescribe.tuning.coordinate_descent) and keeps the others,
 e.g. to add the dense-frame rule to settings chosen by another objective.
@@ -97,8 +100,9 @@ def main() -> None:
     counts = {s: sum(item.source == s for item in items) for s in dict.fromkeys(i.source for i in items)}
     print(f"{len(items)} recordings {counts}, activations in {activations_s:.1f} s (cache {cache_dir})")
 
+    separated = session.has_embeddings  # decode as transcription does for this graph
     search = tuning.Search(items, progress=lambda n: print(f"\r{n} settings scored", end="", flush=True),
-                           objective=args.objective)
+                           objective=args.objective, separated=separated)
     base = DecoderSettings() if args.base is None else DecoderSettings.from_json(args.base)
     if args.only is None:
         best = tuning.tune(search, base)
@@ -115,7 +119,7 @@ def main() -> None:
 
     # scores of the settings the search started from: the defaults, or --base
     start_label = "defaults" if args.base is None else "start"
-    chosen, start = tuning.full_scores(items, best.settings), tuning.full_scores(items, base)
+    chosen, start = (tuning.full_scores(items, settings, separated) for settings in (best.settings, base))
     print(f"chosen: {tuning.describe(best.settings, SWEPT)}")
     edges = tuning.edge_settings(search, SWEPT)
     if edges:
@@ -131,6 +135,7 @@ def main() -> None:
         "data": {"synthetic-val": shown(args.val), "trios": shown(args.trios),
                  "violin": shown(args.violin) if args.violin.is_dir() else None, "recordings": counts},
         "objective": tuning.OBJECTIVES[args.objective],
+        "decoded_as": "separated (dense-frame rule after clustering)" if separated else "one track",
         "base": None if args.base is None else shown(args.base),
         "swept": args.only or SWEPT,
         "objective_value": best.objective,

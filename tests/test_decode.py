@@ -209,6 +209,35 @@ def test_dense_frames_need_the_frame_threshold_not_the_dense_one():
     assert [s[2] for s in spans(decode_notes(onset, frame, settings)) if s[1] == 20] == [50] * 4
 
 
+def test_dense_ends_extend_notes_found_without_the_rule_up_to_the_next_note_of_their_pitch():
+    """As the separated transcription applies the rule (after clustering): the notes decoded with
+    it off keep their onsets, pitches, velocities and order; only the fading chord note runs on,
+    to the start of the next note at its pitch (frame 80), not to the chord's end."""
+    onset, frame = chord_with_a_fading_note(4)
+    add_note(onset, frame, 10, 80, 100)
+    settings = dataclasses.replace(ONLY_PEAKS, frame_threshold=0.2, dense_polyphony=3, dense_frame_threshold=0.1)
+    found = decode_notes(onset, frame, settings.without_dense_rule())
+    assert (10, 20, 50) in spans(found) and (10, 80, 100) in spans(found)
+    extended = decode.dense_ends(found, frame, settings)
+    assert [(n.onset, n.pitch, n.velocity) for n in extended] == [(n.onset, n.pitch, n.velocity) for n in found]
+    assert set(spans(extended)) - set(spans(found)) == {(10, 20, 80)}
+    assert decode.dense_ends(found, frame, settings.without_dense_rule()) == found
+
+
+@pytest.mark.parametrize("rows_per_block", [1, 7])
+def test_dense_ends_in_blocks_of_pitch_rows_are_the_same(monkeypatch, rows_per_block):
+    n_frames = 4000
+    onset, frame = noisy_maps(n_frames, seed=5)
+    settings = DecoderSettings(min_note_ms=30, dense_polyphony=38, dense_frame_threshold=0.1)
+    found = decode_notes(onset, frame, settings.without_dense_rule())
+    monkeypatch.setattr(decode, "BLOCK_CELLS", N_PITCHES * n_frames)
+    whole = decode.dense_ends(found, frame, settings)
+    assert sum(a.offset > b.offset for a, b in zip(whole, found)) > 100
+    assert all(a.offset >= b.offset and a.onset == b.onset for a, b in zip(whole, found))
+    monkeypatch.setattr(decode, "BLOCK_CELLS", rows_per_block * n_frames)
+    assert decode.dense_ends(found, frame, settings) == whole
+
+
 def test_empty_maps_give_no_notes():
     assert decode_notes(*empty_maps()) == []
     assert decode_notes(*empty_maps(0)) == []

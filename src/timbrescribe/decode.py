@@ -30,11 +30,12 @@ numpy only: this runs on the onnxruntime inference path, without torch (or scipy
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from timbrescribe.constants import FRAME_RATE, MIDI_MIN, N_PITCHES, frame_to_time
+from timbrescribe.constants import FRAME_RATE, MIDI_MIN, N_PITCHES, frame_to_time, time_to_frame
 from timbrescribe.notes import Note
 from timbrescribe.settings_file import JsonSettings
 
@@ -70,6 +71,10 @@ class DecoderSettings(JsonSettings):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
+    def without_dense_rule(self) -> DecoderSettings:
+        """These settings with the dense-frame rule off."""
+        return replace(self, dense_polyphony=0)
+
     @property
     def min_note_frames(self) -> int:
         """Fewest frames a kept note spans."""
@@ -103,6 +108,41 @@ def decode_notes(
     ]
     row, start, end, velocity = (np.concatenate(parts) for parts in zip(*blocks))
     return _to_notes(row, start, end, velocity)
+
+
+def dense_ends(notes: Sequence[Note], frame: np.ndarray, settings: DecoderSettings) -> list[Note]:
+    """``notes``, decoded from ``frame`` with the dense-frame rule off, each running on while the
+    rule of ``settings`` keeps it sounding (dips of up to max_dip_frames bridged), never past the
+    start of the next of them at its pitch. Only ends move, and only later: onsets, pitches,
+    velocities and order are kept. The separated transcription applies the rule so, after the notes
+    are clustered: the longer notes would overlap more, which the clustering reads (docs/training.md)."""
+    if settings.dense_polyphony == 0 or not notes:
+        return list(notes)
+    frame = np.asarray(frame)
+    row = np.array([note.pitch - MIDI_MIN for note in notes])
+    start = np.array([time_to_frame(note.onset) for note in notes])
+    end = np.array([time_to_frame(note.offset) for note in notes])
+    rows = max(1, BLOCK_CELLS // frame.shape[1])
+    dense = _dense_frames(frame, settings, rows)
+    new_end = end.copy()
+    for first in range(0, N_PITCHES, rows):
+        block = frame[first : first + rows].astype(np.float32)
+        lasting = (block >= settings.frame_threshold) | (dense & (block >= settings.dense_frame_threshold))
+        inside = (row >= first) & (row < first + len(block))
+        starts = np.zeros(block.shape, dtype=bool)
+        starts[row[inside] - first, start[inside]] = True
+        stop = ~_bridge_dips(lasting, settings.max_dip_frames) | starts
+        new_end[inside] = _next_stop(stop, row[inside] - first, end[inside] - 1)
+    return [
+        Note(note.onset, frame_to_time(int(later)), note.pitch, note.velocity) if later > stopped else note
+        for note, later, stopped in zip(notes, new_end, end)
+    ]
+
+
+def separated_notes(onset: np.ndarray, frame: np.ndarray, settings: DecoderSettings) -> list[Note]:
+    """The notes a separated transcription gives (all tracks merged): decoded with the dense-frame
+    rule off, then their ends extended by it (dense_ends; the clustering in between changes no note)."""
+    return dense_ends(decode_notes(onset, frame, settings.without_dense_rule()), frame, settings)
 
 
 def _dense_frames(frame: np.ndarray, settings: DecoderSettings, rows: int) -> np.ndarray | None:

@@ -27,7 +27,7 @@ from timbrescribe import outputs
 from timbrescribe.audio import AudioStream, open_audio, prepare_audio
 from timbrescribe.clustering import ClusterSettings, Clustering, cluster_notes
 from timbrescribe.constants import EMBEDDING_DIM, SAMPLE_RATE
-from timbrescribe.decode import DecoderSettings, decode_notes
+from timbrescribe.decode import DecoderSettings, decode_notes, dense_ends
 from timbrescribe.errors import UserError
 from timbrescribe.inference import WEIGHTS_DIR, AgnosticSession
 from timbrescribe.notes import Note, Track
@@ -185,10 +185,12 @@ def analyse(
 ) -> Analysis:
     """Run the chunked network over mono SAMPLE_RATE audio (an array, or a file streamed by
     audio.open_audio), decode notes and, ``with_vectors``, pool each note's timbre vector from the
-    cells kept while the chunks passed. ``progress(done, total)`` follows the chunks."""
+    cells kept while the chunks passed. ``progress(done, total)`` follows the chunks. The notes to
+    cluster (``with_vectors``) are decoded with the dense-frame rule off: decode.dense_ends applies
+    it after clustering."""
     cells = CellStore(CELL_FLOOR_RATIO * settings.frame_threshold) if with_vectors else None
     onset, frame = session.activations(samples, progress=progress, cells=cells)
-    notes = decode_notes(onset, frame, settings)
+    notes = decode_notes(onset, frame, settings.without_dense_rule() if with_vectors else settings)
     vectors = cells.pool(notes, EMBEDDING_DIM) if cells is not None else None
     return Analysis(notes, vectors, onset, frame)
 
@@ -245,13 +247,15 @@ def transcribe(
         onset_threshold, frame_threshold, min_note_ms, separation=session.has_embeddings)
     samples = _model_input(audio, sr)
     analysis = analyse(samples, session, settings, with_vectors=k != 1, progress=progress)
+    notes = analysis.notes
     if analysis.vectors is None:
-        tracks = [Track(AGNOSTIC_TRACK_NAME, list(analysis.notes))]
+        tracks = [Track(AGNOSTIC_TRACK_NAME, list(notes))]
     else:
-        clustering = cluster_notes(analysis.vectors, k, package_cluster_settings(), analysis.notes)
-        tracks = tracks_from_clustering(analysis.notes, clustering)
+        clustering = cluster_notes(analysis.vectors, k, package_cluster_settings(), notes)
+        notes = dense_ends(notes, analysis.frame, settings)  # the same notes, in the same order
+        tracks = tracks_from_clustering(notes, clustering)
     return Transcription(
-        notes=analysis.notes,
+        notes=notes,
         tracks=tracks,
         onset=analysis.onset,
         frame=analysis.frame,

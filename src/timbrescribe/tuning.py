@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from timbrescribe.decode import DecoderSettings, decode_notes
+from timbrescribe.decode import DecoderSettings, decode_notes, separated_notes
 from timbrescribe.evaluation.metrics import Scores, frame_scores, mean_scores, note_scores, score_notes
 from timbrescribe.notes import Note
 
@@ -163,17 +163,23 @@ def recording_score(reference: Sequence[Note], notes: Sequence[Note], objective:
     raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
 
 
-def evaluate(items: Sequence[TuningItem], settings: DecoderSettings, objective: str = "note") -> Trial:
-    """Decode every item with ``settings`` and score ``objective``."""
-    scores = [recording_score(item.reference, decode_notes(item.onset, item.frame, settings), objective)
-              for item in items]
+def decoded(item: TuningItem, settings: DecoderSettings, separated: bool = False) -> list[Note]:
+    """The item's notes as transcription gives them, one track or ``separated`` (decode.separated_notes)."""
+    decode = separated_notes if separated else decode_notes
+    return decode(item.onset, item.frame, settings)
+
+
+def evaluate(items: Sequence[TuningItem], settings: DecoderSettings, objective: str = "note",
+             separated: bool = False) -> Trial:
+    """Decode every item with ``settings`` (as a ``separated`` transcription would) and score ``objective``."""
+    scores = [recording_score(item.reference, decoded(item, settings, separated), objective) for item in items]
     per_source = {source: float(np.mean(values)) for source, values in by_source(items, scores).items()}
     return Trial(settings, per_source, float(np.mean(list(per_source.values()))))
 
 
-def full_scores(items: Sequence[TuningItem], settings: DecoderSettings) -> dict[str, Scores]:
+def full_scores(items: Sequence[TuningItem], settings: DecoderSettings, separated: bool = False) -> dict[str, Scores]:
     """All three metrics (frame, note, note with offset), macro-averaged per source."""
-    scores = [score_notes(item.reference, decode_notes(item.onset, item.frame, settings)) for item in items]
+    scores = [score_notes(item.reference, decoded(item, settings, separated)) for item in items]
     return {source: mean_scores(values) for source, values in by_source(items, scores).items()}
 
 
@@ -194,14 +200,16 @@ def grid(base: DecoderSettings, space: Mapping[str, Iterable]) -> list[DecoderSe
 
 class Search:
     """Scores settings on fixed items by ``objective`` (a key of OBJECTIVES), each distinct setting
-    once; ``trials`` holds them all."""
+    once, decoding as a ``separated`` transcription does when asked (see decoded); ``trials`` holds
+    them all."""
 
     def __init__(self, items: Sequence[TuningItem], progress: Callable[[int], None] | None = None,
-                 objective: str = "note"):
+                 objective: str = "note", separated: bool = False):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
         self.items = items
         self.objective = objective
+        self.separated = separated
         self.trials: dict[DecoderSettings, Trial] = {}
         self.progress = progress
 
@@ -209,7 +217,7 @@ class Search:
         """Score the new candidates; returns the best trial so far."""
         for settings in candidates:
             if settings not in self.trials:
-                self.trials[settings] = evaluate(self.items, settings, self.objective)
+                self.trials[settings] = evaluate(self.items, settings, self.objective, self.separated)
                 if self.progress is not None:
                     self.progress(len(self.trials))
         return self.best()

@@ -153,6 +153,44 @@ function decodeRow(onset, frame, settings, frameRate, dense) {
 }
 
 /**
+ * `notes` (decodeNotes with the dense-frame rule off), each running on while the rule of `settings`
+ * keeps it sounding, never past the start of the next of them at its pitch: only ends move, and
+ * only later; order kept (decode.dense_ends). The separated transcription applies the rule so,
+ * after clustering.
+ */
+export function denseEnds(notes, maps, settings, constants) {
+  const { nFrames } = maps;
+  const { sample_rate: sampleRate, hop, midi_min: midiMin, n_pitches: nPitches } = constants;
+  const dense = denseFrames(maps.frame, nFrames, nPitches, settings);
+  if (!dense || notes.length === 0) return notes.slice();
+  const toFrame = (seconds) => Math.round((seconds * sampleRate) / hop);
+  const byRow = new Map();
+  notes.forEach((note, index) => {
+    const row = note.pitch - midiMin;
+    if (!byRow.has(row)) byRow.set(row, []);
+    byRow.get(row).push(index);
+  });
+  const frameLimit = f32(settings.frame_threshold);
+  const denseLimit = f32(settings.dense_frame_threshold);
+  const out = notes.slice();
+  for (const [row, indices] of byRow) {
+    const frame = maps.frame.subarray(row * nFrames, (row + 1) * nFrames);
+    const lasting = new Uint8Array(nFrames);
+    for (let t = 0; t < nFrames; t++) lasting[t] = frame[t] >= frameLimit || (dense[t] && frame[t] >= denseLimit) ? 1 : 0;
+    const inNote = bridgeDips(lasting, settings.max_dip_frames);
+    const starts = new Uint8Array(nFrames);
+    for (const index of indices) starts[toFrame(notes[index].onset)] = 1;
+    for (const index of indices) {
+      const end = toFrame(notes[index].offset);
+      let later = end;
+      while (later < nFrames && inNote[later] && !starts[later]) later++;
+      if (later > end) out[index] = { ...notes[index], offset: (later * hop) / sampleRate };
+    }
+  }
+  return out;
+}
+
+/**
  * Notes from onset and frame maps: `maps.onset` and `maps.frame` are Float32Arrays of nPitches x
  * nFrames, row-major (row = pitch). Returns [{onset, offset, pitch, velocity}] sorted by (onset, pitch).
  * `constants`: {sample_rate, hop, midi_min, n_pitches} (a model card).

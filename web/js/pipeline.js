@@ -2,7 +2,7 @@
 // network -> decoded notes -> (separation) pooled timbre vectors -> clustered tracks.
 
 import { clusterNotes } from "./clustering.js";
-import { decodeNotes } from "./decode.js";
+import { decodeNotes, denseEnds } from "./decode.js";
 import { activations } from "./inference.js";
 import { CellStore } from "./pooling.js";
 import { agnosticTrack, tracksFromClustering } from "./tracks.js";
@@ -19,12 +19,14 @@ export async function transcribeAudio(ort, config, openModel, audio, instruments
   const settings = card.decoder;
   const cells = separate ? new CellStore(card.cell_floor_ratio * settings.frame_threshold, card.n_pitches, card.embedding_dim) : null;
   const maps = await activations(ort, model, audio, { progress, cells });
-  const notes = decodeNotes(maps, settings, card);
+  // The notes to cluster are decoded with the dense-frame rule off; it extends their ends after.
+  let notes = decodeNotes(maps, separate ? { ...settings, dense_polyphony: 0 } : settings, card);
   let tracks;
   let k = 1;
   if (separate) {
     const vectors = cells.pool(notes, card);
     const clustering = clusterNotes(vectors, instruments, card.clustering, notes);
+    notes = denseEnds(notes, maps, settings, card);
     tracks = tracksFromClustering(notes, clustering);
     k = clustering.k;
   } else {

@@ -6,7 +6,7 @@ import { test } from "node:test";
 
 import { chunkSpans } from "../js/chunks.js";
 import { clusterNotes } from "../js/clustering.js";
-import { decodeNotes } from "../js/decode.js";
+import { decodeNotes, denseEnds } from "../js/decode.js";
 import { CellStore } from "../js/pooling.js";
 import { tracksFromClustering } from "../js/tracks.js";
 
@@ -37,7 +37,11 @@ for (const testCase of decodeCases.cases) {
   test(`decoder: ${testCase.name}`, () => {
     const maps = [mapFromCodes(testCase.onset_codes, decodeCases.code_scale), mapFromCodes(testCase.frame_codes, decodeCases.code_scale)];
     for (const [which, index, value] of testCase.overrides) maps[which][index] = value;
-    const notes = decodeNotes({ onset: maps[0], frame: maps[1], nFrames: testCase.n_frames }, testCase.settings, CONSTANTS);
+    const mapSet = { onset: maps[0], frame: maps[1], nFrames: testCase.n_frames };
+    // separated: decoded with the dense-frame rule off, whose ends it then extends (as pipeline.js)
+    const notes = testCase.separated
+      ? denseEnds(decodeNotes(mapSet, { ...testCase.settings, dense_polyphony: 0 }, CONSTANTS), mapSet, testCase.settings, CONSTANTS)
+      : decodeNotes(mapSet, testCase.settings, CONSTANTS);
     assert.deepEqual(notes, testCase.notes);
   });
 }
