@@ -106,8 +106,8 @@ def test_each_graph_decodes_with_the_settings_tuned_for_it(session, wav_path, th
     separation_settings.to_json(tmp_path / "separation.decoder.json")
     note_settings.to_json(tmp_path / "decoder.json")
     separated = transcribe(wav_path, session=session, instruments=1)
-    assert separated.notes == decode_notes(separated.onset, separated.frame, separation_settings)
-    assert separated.notes != decode_notes(separated.onset, separated.frame, note_settings)
+    assert separated.notes == separated_notes(separated.onset, separated.frame, separation_settings)
+    assert separated.notes != separated_notes(separated.onset, separated.frame, note_settings)
     one_track = transcribe(wav_path, session=AgnosticSession(DEFAULT_MODEL_PATH, threads=1), instruments=1)
     assert one_track.notes == decode_notes(one_track.onset, one_track.frame, note_settings)
 
@@ -116,9 +116,9 @@ def test_decoder_settings_given_whole_replace_the_package_settings(session, wav_
     # e.g. the settings tuned for another model (scripts/bench_agnostic.py --previous-decoder)
     settings = dataclasses.replace(package_decoder_settings(separation=True), **thresholds, infer_onsets=False)
     result = transcribe(wav_path, session=session, instruments=1, decoder=settings)
-    expected = decode_notes(result.onset, result.frame, settings)
+    expected = separated_notes(result.onset, result.frame, settings)  # a separation graph, even for one track
     assert len(expected) > 0 and result.notes == expected
-    assert expected != decode_notes(result.onset, result.frame, package_decoder_settings(separation=True))
+    assert expected != separated_notes(result.onset, result.frame, package_decoder_settings(separation=True))
     with pytest.raises(ValueError, match="not both"):
         transcribe(wav_path, session=session, decoder=settings, onset_threshold=0.5)
 

@@ -185,12 +185,12 @@ def analyse(
 ) -> Analysis:
     """Run the chunked network over mono SAMPLE_RATE audio (an array, or a file streamed by
     audio.open_audio), decode notes and, ``with_vectors``, pool each note's timbre vector from the
-    cells kept while the chunks passed. ``progress(done, total)`` follows the chunks. The notes to
-    cluster (``with_vectors``) are decoded with the dense-frame rule off: decode.dense_ends applies
-    it after clustering."""
+    cells kept while the chunks passed. ``progress(done, total)`` follows the chunks. A separation
+    graph's notes are decoded with the dense-frame rule off, the notes to cluster:
+    decode.dense_ends applies it after clustering (decode.separated_notes)."""
     cells = CellStore(CELL_FLOOR_RATIO * settings.frame_threshold) if with_vectors else None
     onset, frame = session.activations(samples, progress=progress, cells=cells)
-    notes = decode_notes(onset, frame, settings.without_dense_rule() if with_vectors else settings)
+    notes = decode_notes(onset, frame, settings.without_dense_rule() if session.has_embeddings else settings)
     vectors = cells.pool(notes, EMBEDDING_DIM) if cells is not None else None
     return Analysis(notes, vectors, onset, frame)
 
@@ -248,11 +248,14 @@ def transcribe(
     samples = _model_input(audio, sr)
     analysis = analyse(samples, session, settings, with_vectors=k != 1, progress=progress)
     notes = analysis.notes
-    if analysis.vectors is None:
+    clustering = None
+    if analysis.vectors is not None:
+        clustering = cluster_notes(analysis.vectors, k, package_cluster_settings(), notes)
+    if session.has_embeddings:  # the same notes in the same order, with the dense rule's ends
+        notes = dense_ends(notes, analysis.frame, settings)
+    if clustering is None:
         tracks = [Track(AGNOSTIC_TRACK_NAME, list(notes))]
     else:
-        clustering = cluster_notes(analysis.vectors, k, package_cluster_settings(), notes)
-        notes = dense_ends(notes, analysis.frame, settings)  # the same notes, in the same order
         tracks = tracks_from_clustering(notes, clustering)
     return Transcription(
         notes=notes,
