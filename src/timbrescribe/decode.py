@@ -127,7 +127,7 @@ def dense_ends(notes: Sequence[Note], frame: np.ndarray, settings: DecoderSettin
     new_end = end.copy()
     for first in range(0, N_PITCHES, rows):
         block = frame[first : first + rows].astype(np.float32)
-        lasting = (block >= settings.frame_threshold) | (dense & (block >= settings.dense_frame_threshold))
+        lasting = _lasting(block >= settings.frame_threshold, block, dense, settings)
         inside = (row >= first) & (row < first + len(block))
         starts = np.zeros(block.shape, dtype=bool)
         starts[row[inside] - first, start[inside]] = True
@@ -156,6 +156,16 @@ def _dense_frames(frame: np.ndarray, settings: DecoderSettings, rows: int) -> np
     return count >= settings.dense_polyphony
 
 
+def _lasting(
+    active: np.ndarray, frame: np.ndarray, dense: np.ndarray | None, settings: DecoderSettings
+) -> np.ndarray:
+    """Cells where a started note keeps sounding: the ``active`` ones (frame map at or above
+    frame_threshold) and, in dense frames, those at or above dense_frame_threshold."""
+    if dense is None:
+        return active
+    return active | (dense & (frame >= settings.dense_frame_threshold))
+
+
 def _decode_rows(
     onset: np.ndarray, frame: np.ndarray, settings: DecoderSettings, first_row: int,
     dense: np.ndarray | None,
@@ -170,10 +180,7 @@ def _decode_rows(
         candidates |= _inferred_onsets(frame, sounding, candidates, settings)
 
     # A candidate frame counts as sounding, so a frame map lagging the onset by a dip still joins.
-    lasting = active | candidates
-    if dense is not None:
-        lasting |= dense & (frame >= settings.dense_frame_threshold)
-    in_note = _bridge_dips(lasting, settings.max_dip_frames)
+    in_note = _bridge_dips(_lasting(active, frame, dense, settings) | candidates, settings.max_dip_frames)
     pitch, start = np.nonzero(candidates)
     end = _next_stop(~in_note | candidates, pitch, start)
     keep = end - start >= settings.min_note_frames

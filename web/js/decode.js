@@ -100,6 +100,13 @@ function denseFrames(frameMap, nFrames, nPitches, settings) {
   return count.map((c) => (c >= needed ? 1 : 0));
 }
 
+/** Sets `lasting` (one row) where, in a dense frame, the frame map reaches the dense threshold. */
+function addDenseFrames(lasting, frame, dense, settings) {
+  if (!dense) return;
+  const denseLimit = f32(settings.dense_frame_threshold);
+  for (let t = 0; t < frame.length; t++) if (dense[t] && frame[t] >= denseLimit) lasting[t] = 1;
+}
+
 /**
  * Notes of one pitch row: [{start, end, velocity}] in frames, in no particular order. `dense`: the
  * dense frames of the whole map (denseFrames), or null.
@@ -118,11 +125,7 @@ function decodeRow(onset, frame, settings, frameRate, dense) {
   }
   const lasting = new Uint8Array(n);
   for (let t = 0; t < n; t++) lasting[t] = active[t] | candidates[t];
-  if (dense) {
-    // In a dense frame a note also lasts while its frame map reaches the dense threshold.
-    const denseLimit = f32(settings.dense_frame_threshold);
-    for (let t = 0; t < n; t++) if (dense[t] && frame[t] >= denseLimit) lasting[t] = 1;
-  }
+  addDenseFrames(lasting, frame, dense, settings);
   const inNote = bridgeDips(lasting, settings.max_dip_frames);
 
   const spans = [];
@@ -171,12 +174,11 @@ export function denseEnds(notes, maps, settings, constants) {
     byRow.get(row).push(index);
   });
   const frameLimit = f32(settings.frame_threshold);
-  const denseLimit = f32(settings.dense_frame_threshold);
   const out = notes.slice();
   for (const [row, indices] of byRow) {
     const frame = maps.frame.subarray(row * nFrames, (row + 1) * nFrames);
-    const lasting = new Uint8Array(nFrames);
-    for (let t = 0; t < nFrames; t++) lasting[t] = frame[t] >= frameLimit || (dense[t] && frame[t] >= denseLimit) ? 1 : 0;
+    const lasting = Uint8Array.from(frame, (value) => (value >= frameLimit ? 1 : 0));
+    addDenseFrames(lasting, frame, dense, settings);
     const inNote = bridgeDips(lasting, settings.max_dip_frames);
     const starts = new Uint8Array(nFrames);
     for (const index of indices) starts[toFrame(notes[index].onset)] = 1;
